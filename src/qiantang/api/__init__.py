@@ -1,0 +1,1 @@
+"""Qiantang api package."""

@@ -1,0 +1,47 @@
+"""The FastAPI application: routers under `/api/v1`, problem+json errors, OpenAPI at /docs."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from qiantang import __version__
+from qiantang.api.deps import Runtime
+from qiantang.api.limits import BodySizeLimit
+from qiantang.api.problems import install_problem_handlers, problem
+from qiantang.api.routers import catalog, devices, enterprises, grants, platforms, principals
+from qiantang.api.routers import resolve as resolve_router
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """An app bound to `runtime` (made by `qiantang.bootstrap`)."""
+    app = FastAPI(
+        title="Qiantang 钱塘",
+        version=__version__,
+        description="The 1+N industrial internet platform system: REST API v1.",
+    )
+    app.state.runtime = runtime
+    api = APIRouter(prefix="/api/v1")
+    for module in (platforms, enterprises, grants, catalog, devices, principals, resolve_router):
+        api.include_router(module.router)
+    app.include_router(api)
+    install_problem_handlers(app)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal error", "an unexpected error occurred")
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Liveness."""
+        return {"status": "ok", "version": __version__}
+
+    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
+    return app

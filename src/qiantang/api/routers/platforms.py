@@ -1,0 +1,82 @@
+"""`/platforms`: the 1+N tree and its indicators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from qiantang.api.deps import Caller, Db
+from qiantang.api.routers.paging import Limit, Offset
+from qiantang.api.schemas import PageOut, PlatformIn, PlatformOut, PlatformPatch
+from qiantang.domain.platform import PlatformKind
+from qiantang.services import indicators as ind
+from qiantang.services import platforms as svc
+
+router = APIRouter(prefix="/platforms", tags=["platforms"])
+
+
+@router.get("")
+def list_platforms(
+    db: Db,
+    who: Caller,
+    parent_id: int | None = None,
+    kind: PlatformKind | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> PageOut[PlatformOut]:
+    """Platforms, filterable by parent and kind."""
+    page = svc.list_platforms(db, who, parent_id=parent_id, kind=kind, limit=limit, offset=offset)
+    items = [PlatformOut.model_validate(p) for p in page.items]
+    return PageOut(items=items, total=page.total, limit=limit, offset=offset)
+
+
+@router.post("", status_code=201)
+def create_platform(body: PlatformIn, db: Db, who: Caller) -> PlatformOut:
+    """Add a platform under a parent you operate."""
+    platform = svc.create_platform(db, who, **body.model_dump())
+    return PlatformOut.model_validate(platform)
+
+
+@router.get("/{platform_id}")
+def get_platform(platform_id: int, db: Db, who: Caller) -> PlatformOut:
+    """One platform."""
+    return PlatformOut.model_validate(svc.get_platform(db, who, platform_id))
+
+
+@router.patch("/{platform_id}")
+def update_platform(platform_id: int, body: PlatformPatch, db: Db, who: Caller) -> PlatformOut:
+    """Rename or move a platform."""
+    change = svc.PlatformChange(**body.model_dump(exclude_unset=True))
+    return PlatformOut.model_validate(svc.update_platform(db, who, platform_id, change))
+
+
+@router.delete("/{platform_id}", status_code=204)
+def delete_platform(platform_id: int, db: Db, who: Caller) -> Response:
+    """Delete an empty platform."""
+    svc.delete_platform(db, who, platform_id)
+    return Response(status_code=204)
+
+
+def _figures(f: ind.Figures) -> dict[str, Any]:
+    return {
+        "platforms": f.platforms,
+        "enterprises": f.enterprises,
+        "products": f.products,
+        "devices": f.devices,
+    }
+
+
+@router.get("/{platform_id}/indicators")
+def platform_indicators(platform_id: int, db: Db, who: Caller) -> dict[str, Any]:
+    """Counts rolled up the subtree: total, own, and per direct child."""
+    result = ind.platform_indicators(db, who, platform_id)
+    return {
+        "platform_id": result.platform_id,
+        **_figures(result.total),
+        "own": _figures(result.own),
+        "children": [
+            {"platform_id": p.id, "name": p.name, "kind": p.kind, **_figures(f)}
+            for p, f in result.children
+        ],
+    }

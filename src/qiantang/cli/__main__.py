@@ -1,0 +1,5 @@
+"""`python -m qiantang.cli`."""
+
+from qiantang.cli.main import app
+
+app()

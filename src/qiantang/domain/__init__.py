@@ -1,0 +1,1 @@
+"""The domain: platform tree, enterprises, thing models, identifiers, telemetry. No I/O."""

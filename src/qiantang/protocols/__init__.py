@@ -1,0 +1,1 @@
+"""Codecs: wire formats <-> domain messages. Pure functions, no I/O."""

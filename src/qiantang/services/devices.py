@@ -1,0 +1,145 @@
+"""Use cases on devices. A device's secret is shown at creation and on rotation only."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from qiantang.domain.access import Principal
+from qiantang.domain.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from qiantang.registry.tables import Device, Product
+from qiantang.services.common import Page, paginate, utcnow
+from qiantang.services.products import get_product
+from qiantang.services.security import DeviceSecrets
+
+__all__ = [
+    "DeviceChange",
+    "create_device",
+    "delete_device",
+    "get_device",
+    "list_devices",
+    "rotate_secret",
+    "update_device",
+    "validate_device_name",
+]
+
+_DEVICE_NAME = re.compile(r"^[A-Za-z0-9_\-@.:]{4,32}$")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChange:
+    """Fields a PATCH may change; None leaves a field as it is."""
+
+    nickname: str | None = None
+    enabled: bool | None = None
+
+
+def validate_device_name(name: str, field: str = "device_name") -> str:
+    """Alibaba's rule: 4-32 letters, digits and ``_-@.:``."""
+    if not _DEVICE_NAME.match(name):
+        raise InvalidInput.of(
+            field, "pattern", "a device name is 4-32 letters, digits or the characters _-@.:"
+        )
+    return name
+
+
+def list_devices(
+    db: Session,
+    who: Principal,
+    *,
+    product_id: int | None = None,
+    enterprise_id: int | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page[Device]:
+    """Devices of the principal's enterprises, filtered by product or enterprise."""
+    stmt = select(Device).where(Device.enterprise_id.in_(list(who.enterprise_roles)))
+    if product_id is not None:
+        stmt = stmt.where(Device.product_id == product_id)
+    if enterprise_id is not None:
+        stmt = stmt.where(Device.enterprise_id == enterprise_id)
+    return paginate(db, stmt.order_by(Device.id), limit, offset)
+
+
+def get_device(db: Session, who: Principal, device_id: int) -> Device:
+    """One device of one of the principal's enterprises."""
+    device = db.get(Device, device_id)
+    if device is None or not who.is_member_of(device.enterprise_id):
+        raise NotFound("device", device_id)
+    return device
+
+
+def create_device(
+    db: Session,
+    who: Principal,
+    secrets: DeviceSecrets,
+    *,
+    product_id: int,
+    device_name: str,
+    nickname: str = "",
+) -> tuple[Device, str]:
+    """Register a device; returns it with its secret (the only time the secret is shown)."""
+    try:
+        product: Product = get_product(db, who, product_id)
+    except NotFound as err:
+        raise InvalidInput.of("product_id", "exists", f"no product with id {product_id}") from err
+    if not who.writes_in(product.enterprise_id):
+        raise PermissionDenied("viewers may not register devices")
+    validate_device_name(device_name)
+    clash = select(Device.id).where(
+        Device.product_id == product.id, Device.device_name == device_name
+    )
+    if db.scalar(clash):
+        raise Conflict.of("device_name", "unique", "the product already has this device name")
+    device = Device(
+        enterprise_id=product.enterprise_id,
+        product_id=product.id,
+        device_name=device_name,
+        identifier=f"{product.identifier}/{device_name}",
+        nickname=nickname,
+        secret_salt=DeviceSecrets.new_salt(),
+        enabled=True,
+        is_gateway=product.node_type == "gateway",
+        created_at=utcnow(),
+    )
+    db.add(device)
+    db.commit()
+    return device, secrets.secret(device.id, device.secret_salt)
+
+
+def _writable(db: Session, who: Principal, device_id: int) -> Device:
+    device = get_device(db, who, device_id)
+    if not who.writes_in(device.enterprise_id):
+        raise PermissionDenied("viewers may not change devices")
+    return device
+
+
+def update_device(db: Session, who: Principal, device_id: int, change: DeviceChange) -> Device:
+    """Rename or enable/disable a device."""
+    device = _writable(db, who, device_id)
+    if change.nickname is not None:
+        device.nickname = change.nickname
+    if change.enabled is not None:
+        device.enabled = change.enabled
+    db.commit()
+    return device
+
+
+def rotate_secret(
+    db: Session, who: Principal, secrets: DeviceSecrets, device_id: int
+) -> tuple[Device, str]:
+    """A new secret; the old one stops working at once."""
+    device = _writable(db, who, device_id)
+    device.secret_salt = DeviceSecrets.new_salt()
+    db.commit()
+    return device, secrets.secret(device.id, device.secret_salt)
+
+
+def delete_device(db: Session, who: Principal, device_id: int) -> None:
+    """Delete a device (its telemetry follows the enterprise's retention)."""
+    device = _writable(db, who, device_id)
+    db.delete(device)
+    db.commit()

@@ -1,0 +1,96 @@
+"""Indicators rolled up the platform tree.
+
+A platform's figures cover its whole subtree, counting each enterprise once however many
+platforms of the subtree it belongs to (home or member); products and devices are those of
+the counted enterprises. `own` covers enterprises attached to the platform itself, and
+`children` gives the same figures for each direct sub-platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from qiantang.domain.access import Principal
+from qiantang.domain.errors import PermissionDenied
+from qiantang.domain.platform import PlatformKind
+from qiantang.registry.tables import Device, Enterprise, Membership, Platform, Product
+from qiantang.services.platforms import get_platform
+
+__all__ = ["Figures", "Indicators", "platform_indicators"]
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """Counts over a set of platforms."""
+
+    platforms: dict[str, int]
+    enterprises: int
+    products: int
+    devices: int
+
+
+@dataclass(frozen=True, slots=True)
+class Indicators:
+    """A platform's roll-up, its own share, and each child's roll-up."""
+
+    platform_id: int
+    total: Figures
+    own: Figures
+    children: list[tuple[Platform, Figures]] = field(default_factory=list)
+
+
+def _figures(db: Session, platform_ids: object, below: object) -> Figures:
+    """Figures for enterprises attached to `platform_ids` (a select of platform ids);
+    `below` selects the platforms counted as sub-platforms."""
+    members = select(Membership.enterprise_id).where(Membership.platform_id.in_(platform_ids))  # type: ignore[arg-type]
+    enterprise_ids = select(Enterprise.id).where(
+        or_(Enterprise.home_platform_id.in_(platform_ids), Enterprise.id.in_(members))  # type: ignore[arg-type]
+    )
+    rows = db.execute(
+        select(Platform.kind, func.count())
+        .where(Platform.id.in_(below))  # type: ignore[arg-type]
+        .group_by(Platform.kind)
+    )
+    kinds = {kind: count for kind, count in rows}
+    counts = {
+        k.value: int(kinds.get(k.value, 0)) for k in PlatformKind if k is not PlatformKind.BASE
+    }
+    counts["total"] = sum(counts.values())
+    return Figures(
+        platforms=counts,
+        enterprises=db.scalar(select(func.count()).select_from(enterprise_ids.subquery())) or 0,
+        products=db.scalar(select(func.count()).where(Product.enterprise_id.in_(enterprise_ids)))
+        or 0,
+        devices=db.scalar(select(func.count()).where(Device.enterprise_id.in_(enterprise_ids)))
+        or 0,
+    )
+
+
+def _subtree(platform: Platform) -> object:
+    return select(Platform.id).where(Platform.path.like(f"{platform.path}%"))
+
+
+def _strictly_below(platform: Platform) -> object:
+    return select(Platform.id).where(
+        Platform.path.like(f"{platform.path}%"), Platform.id != platform.id
+    )
+
+
+def platform_indicators(db: Session, who: Principal, platform_id: int) -> Indicators:
+    """The roll-up for a platform (operators and analysts at or above it)."""
+    platform = get_platform(db, who, platform_id)
+    if not who.observes(platform.path):
+        raise PermissionDenied("indicators are for the platform's operators and analysts")
+    nothing = select(Platform.id).where(Platform.id == -1)
+    total = _figures(db, _subtree(platform), _strictly_below(platform))
+    own = _figures(db, select(Platform.id).where(Platform.id == platform.id), nothing)
+    children = [
+        (child, _figures(db, _subtree(child), _strictly_below(child)))
+        for child in db.scalars(
+            select(Platform).where(Platform.parent_id == platform.id).order_by(Platform.id)
+        )
+    ]
+    return Indicators(platform.id, total, own, children)
