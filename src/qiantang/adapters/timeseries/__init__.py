@@ -1,0 +1,1 @@
+"""Qiantang adapters/timeseries package."""
