@@ -8,13 +8,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 
 from qiantang.api.app import create_app
-from qiantang.bootstrap import build_runtime
+from qiantang.api.deps import Runtime
+from qiantang.bootstrap import build_runtime, telemetry_lifespan
 from qiantang.services.admin import bootstrap
 from qiantang.settings import Settings
 
@@ -37,6 +39,8 @@ class Server:
     operator_key: str
     base_id: int
     data_dir: Path
+    mqtt_port: int
+    runtime: Runtime
 
     def client(self, token: str | None = None) -> httpx.Client:
         """An HTTP client, authenticated with `token` when given."""
@@ -44,8 +48,9 @@ class Server:
         return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=30)
 
 
-def _start(data_dir: Path) -> Iterator[Server]:
-    settings = Settings(data_dir=data_dir, secret_key="k" * 32)
+def _start(data_dir: Path, **overrides: Any) -> Iterator[Server]:
+    mqtt_port = free_port()
+    settings = Settings(data_dir=data_dir, secret_key="k" * 32, mqtt_port=mqtt_port, **overrides)
     runtime = build_runtime(settings)
     with runtime.sessions() as db:
         result = bootstrap(
@@ -56,7 +61,8 @@ def _start(data_dir: Path) -> Iterator[Server]:
             password=OPERATOR_PASSWORD,
         )
     port = free_port()
-    config = uvicorn.Config(create_app(runtime), host="127.0.0.1", port=port, log_level="warning")
+    app = create_app(runtime, lifespan=telemetry_lifespan)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -66,7 +72,8 @@ def _start(data_dir: Path) -> Iterator[Server]:
             raise RuntimeError("server did not start")
         time.sleep(0.02)
     try:
-        yield Server(f"http://127.0.0.1:{port}", result.api_key, result.platform_id, data_dir)
+        url = f"http://127.0.0.1:{port}"
+        yield Server(url, result.api_key, result.platform_id, data_dir, mqtt_port, runtime)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

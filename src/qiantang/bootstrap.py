@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
+from qiantang.adapters.broker.amqtt_ingress import AmqttIngress, TlsConfig
+from qiantang.adapters.timeseries.duckdb_store import DuckDBTimeSeriesStore
 from qiantang.api.app import create_app
 from qiantang.api.deps import Runtime
 from qiantang.registry.database import make_engine, make_sessionmaker, upgrade
+from qiantang.services.alink_uplink import AlinkUplink
+from qiantang.services.device_auth import DeviceAuthenticator
+from qiantang.services.ingest import IngestCore
+from qiantang.services.models_cache import ModelCache
+from qiantang.services.rate_limit import RateLimiter
+from qiantang.services.retention import RetentionJob
 from qiantang.services.security import DeviceSecrets, load_master_key
+from qiantang.services.telemetry_runtime import Telemetry
+from qiantang.services.telemetry_state import DeviceStates, MessageLog
 from qiantang.settings import Settings
 
-__all__ = ["build_app", "build_runtime"]
+__all__ = ["build_app", "build_runtime", "open_telemetry", "telemetry_lifespan"]
+
+log = logging.getLogger(__name__)
 
 
 def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
@@ -23,6 +40,49 @@ def build_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     return Runtime(settings, make_sessionmaker(engine), DeviceSecrets(master))
 
 
+async def open_telemetry(runtime: Runtime) -> Telemetry:
+    """Open the time-series store and start the embedded MQTT broker."""
+    settings = runtime.settings
+    store = await DuckDBTimeSeriesStore.open(settings.data_dir / "telemetry.duckdb")
+    models = ModelCache(runtime.sessions)
+    max_age_ms = settings.max_telemetry_age_days * 86_400_000
+    core = IngestCore(store, models, max_age_ms)
+    authenticator = DeviceAuthenticator(runtime.sessions, runtime.device_secrets)
+    states, message_log = DeviceStates(), MessageLog(settings.message_log_size)
+    limiter = RateLimiter(settings.device_rate_per_s, settings.device_burst)
+    uplink = AlinkUplink(authenticator, core, states, message_log, limiter)
+    telemetry = Telemetry(store, core, models, authenticator, states, message_log, uplink)
+    retention = RetentionJob(runtime.sessions, store, settings.retention_days)
+    telemetry.background.append(
+        asyncio.create_task(retention.run_forever(settings.retention_interval_s))
+    )
+    if settings.mqtt_enabled:
+        tls = None
+        if settings.mqtt_tls_cert and settings.mqtt_tls_key:
+            tls = TlsConfig(settings.mqtt_tls_cert, settings.mqtt_tls_key, settings.mqtt_tls_port)
+        ingress = AmqttIngress(uplink, settings.mqtt_host, settings.mqtt_port, tls)
+        uplink.ingress = ingress
+        try:
+            await ingress.start()
+        except BaseException:
+            await telemetry.close()
+            raise
+        telemetry.ingress = ingress
+        log.info("MQTT broker on %s:%s", settings.mqtt_host, settings.mqtt_port)
+    return telemetry
+
+
+@asynccontextmanager
+async def telemetry_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    runtime: Runtime = app.state.runtime
+    runtime.telemetry = await open_telemetry(runtime)
+    try:
+        yield
+    finally:
+        telemetry, runtime.telemetry = runtime.telemetry, None
+        await telemetry.close()
+
+
 def build_app(settings: Settings | None = None) -> FastAPI:
-    """The whole embedded platform as one ASGI app."""
-    return create_app(build_runtime(settings or Settings()))
+    """The whole embedded platform as one ASGI app (registry, API, broker, store)."""
+    return create_app(build_runtime(settings or Settings()), lifespan=telemetry_lifespan)

@@ -29,6 +29,22 @@ class Settings(BaseSettings):
     session_hours: int = Field(default=12, ge=1, le=24 * 30, description="login token lifetime")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="HTTP body limit")
 
+    mqtt_enabled: bool = Field(default=True, description="start the embedded MQTT broker")
+    mqtt_host: str = Field(default="127.0.0.1", description="MQTT listen address")
+    mqtt_port: int = Field(default=1883, ge=0, le=65535, description="MQTT port")
+    mqtt_tls_port: int = Field(default=8883, ge=0, le=65535, description="MQTT over TLS port")
+    mqtt_tls_cert: Path | None = Field(default=None, description="TLS certificate (PEM)")
+    mqtt_tls_key: Path | None = Field(default=None, description="TLS private key (PEM)")
+    device_rate_per_s: float = Field(default=100.0, gt=0, description="messages/s per device")
+    device_burst: float = Field(default=200.0, ge=1, description="burst per device")
+    max_telemetry_age_days: int = Field(
+        default=30, ge=1, description="older timestamps are refused on live posts"
+    )
+    retention_days: int = Field(default=365, ge=1, description="default telemetry retention")
+    retention_interval_s: float = Field(default=3600.0, gt=0, description="retention job period")
+    timezone: str = Field(default="Asia/Shanghai", description="where a 'day' starts")
+    message_log_size: int = Field(default=100, ge=1, le=10_000, description="per device")
+
     def registry_url(self) -> str:
         """The registry's SQLAlchemy URL."""
         if self.database_url:

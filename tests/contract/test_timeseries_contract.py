@@ -342,6 +342,16 @@ async def test_count_since_counts_points_written_since(store: TimeSeriesStore) -
     assert await store.count_since(before + 60_000) == 0
 
 
+async def test_count_points_counts_by_device_and_timestamp(store: TimeSeriesStore) -> None:
+    await store.append([Point(T0 + i, 1 + i % 3, "v", i) for i in range(90)])
+    await store.flush()
+    assert await store.count_points([1, 2, 3], T0) == 90
+    assert await store.count_points([1], T0) == 30
+    assert await store.count_points([1, 2], T0 + 60) == 20
+    assert await store.count_points([], T0) == 0
+    assert await store.count_points([99], T0) == 0
+
+
 async def test_events_round_trip_newest_first(store: TimeSeriesStore) -> None:
     events = [
         EventRecord(T0 + i, 4, f"e{i}", "info", {"n": i, "detail": {"x": [1.5]}}) for i in range(5)
@@ -354,9 +364,12 @@ async def test_events_round_trip_newest_first(store: TimeSeriesStore) -> None:
     assert await store.query_events(5, T0, T0 + HOUR) == []
 
 
-async def test_close_flushes_and_the_data_survives_a_reopen(backend: Backend) -> None:
-    if not backend.reopenable:
-        pytest.skip("the adapter keeps no data past close")
+REOPENABLE = sorted(name for name, make in BACKENDS.items() if make(Path(".")).reopenable)
+
+
+@pytest.mark.parametrize("name", REOPENABLE)
+async def test_close_flushes_and_the_data_survives_a_reopen(name: str, tmp_path: Path) -> None:
+    backend = BACKENDS[name](tmp_path)
     first = await backend.make(flush_interval_s=3_600)
     await first.append([Point(T0 + i, 1, "v", i) for i in range(10)])
     await first.append_events([EventRecord(T0, 1, "boot", "info", {"v": 1})])

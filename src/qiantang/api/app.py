@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -11,24 +13,38 @@ from qiantang import __version__
 from qiantang.api.deps import Runtime
 from qiantang.api.limits import BodySizeLimit
 from qiantang.api.problems import install_problem_handlers, problem
-from qiantang.api.routers import catalog, devices, enterprises, grants, platforms, principals
+from qiantang.api.routers import (
+    catalog,
+    devices,
+    enterprises,
+    grants,
+    ingest,
+    platforms,
+    principals,
+    telemetry,
+)
 from qiantang.api.routers import resolve as resolve_router
 
-__all__ = ["create_app"]
+__all__ = ["Lifespan", "create_app"]
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 log = logging.getLogger(__name__)
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """An app bound to `runtime` (made by `qiantang.bootstrap`)."""
+def create_app(runtime: Runtime, lifespan: Lifespan | None = None) -> FastAPI:
+    """An app bound to `runtime` (made by `qiantang.bootstrap`); `lifespan` starts and stops
+    what runs beside the API (broker, store)."""
     app = FastAPI(
         title="Qiantang 钱塘",
         version=__version__,
         description="The 1+N industrial internet platform system: REST API v1.",
+        lifespan=lifespan,
     )
     app.state.runtime = runtime
     api = APIRouter(prefix="/api/v1")
-    for module in (platforms, enterprises, grants, catalog, devices, principals, resolve_router):
+    routers = (platforms, enterprises, grants, catalog, devices, principals, resolve_router)
+    for module in (*routers, telemetry, ingest):
         api.include_router(module.router)
     app.include_router(api)
     install_problem_handlers(app)

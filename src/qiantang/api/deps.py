@@ -10,21 +10,29 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from qiantang.domain.access import Principal
-from qiantang.domain.errors import AuthenticationFailed
+from qiantang.domain.errors import AuthenticationFailed, Unavailable
 from qiantang.services.auth import authenticate
 from qiantang.services.security import DeviceSecrets
+from qiantang.services.telemetry_runtime import Telemetry
 from qiantang.settings import Settings
 
 __all__ = ["Caller", "Db", "Runtime", "RuntimeDep", "runtime"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Runtime:
-    """What the API needs from the composition root."""
+    """What the API needs from the composition root; `telemetry` is set while running."""
 
     settings: Settings
     sessions: sessionmaker[Session]
     device_secrets: DeviceSecrets
+    telemetry: Telemetry | None = None
+
+    def live(self) -> Telemetry:
+        """The running telemetry path (503 while it is not up)."""
+        if self.telemetry is None:
+            raise Unavailable("the telemetry path is not running")
+        return self.telemetry
 
 
 def runtime(request: Request) -> Runtime:

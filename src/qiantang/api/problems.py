@@ -18,6 +18,7 @@ from qiantang.domain.errors import (
     NotFound,
     PermissionDenied,
     QiantangError,
+    Unavailable,
 )
 
 __all__ = ["PROBLEM_JSON", "install_problem_handlers", "problem"]
@@ -82,6 +83,8 @@ def _qiantang(_: Request, exc: Exception) -> JSONResponse:
         )
     if isinstance(exc, PermissionDenied):
         return problem(403, "Forbidden", str(exc))
+    if isinstance(exc, Unavailable):
+        return problem(503, "Unavailable", str(exc))
     log.error("unmapped Qiantang error: %r", exc)
     return problem(500, "Internal error", "an unexpected error occurred")
 

@@ -113,11 +113,12 @@ class EnterpriseIn(_In):
 
 
 class EnterprisePatch(_In):
-    """Changes to an enterprise."""
+    """Changes to an enterprise; `retention_days` keeps telemetry that many days."""
 
     name: Name | None = None
     industry_code: ShortText | None = None
     region_code: ShortText | None = None
+    retention_days: int | None = Field(default=None, ge=1, le=36500)
 
 
 class EnterpriseOut(_Out):
@@ -131,6 +132,7 @@ class EnterpriseOut(_Out):
     home_platform_id: int
     code: str
     identifier: str = Field(validation_alias="prefix")
+    retention_days: int | None = None
     created_at: datetime
 
 

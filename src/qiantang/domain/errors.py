@@ -16,6 +16,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "QiantangError",
+    "Unavailable",
 ]
 
 
@@ -78,3 +79,7 @@ class AuthenticationFailed(QiantangError):
 
 class PermissionDenied(QiantangError):
     """The caller can see the object but may not do this to it."""
+
+
+class Unavailable(QiantangError):
+    """A part the request needs is not running (yet)."""

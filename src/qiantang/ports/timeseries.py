@@ -264,6 +264,11 @@ class TimeSeriesStore(Protocol):
         points' own timestamps); cheap enough for a live "points today" indicator."""
         ...
 
+    async def count_points(self, device_ids: Sequence[int], since_ms: int) -> int:
+        """How many points of these devices carry a timestamp at or after `since_ms`
+        (for per-platform "points today" indicators)."""
+        ...
+
     async def query_events(
         self, device_id: int, start_ms: int, end_ms: int, limit: int = 100
     ) -> list[EventRecord]:

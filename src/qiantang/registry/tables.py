@@ -90,6 +90,7 @@ class Enterprise(Base):
     home_platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"), index=True)
     code: Mapped[str] = mapped_column(String(32))
     prefix: Mapped[str] = mapped_column(String(128), unique=True)
+    retention_days: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 

@@ -40,6 +40,7 @@ class EnterpriseChange:
     name: str | None = None
     industry_code: str | None = None
     region_code: str | None = None
+    retention_days: int | None = None
 
 
 def list_enterprises(
@@ -121,6 +122,8 @@ def update_enterprise(
         enterprise.industry_code = validate_industry_code(change.industry_code)
     if change.region_code is not None:
         enterprise.region_code = validate_region_code(change.region_code)
+    if change.retention_days is not None:
+        enterprise.retention_days = change.retention_days
     db.commit()
     return enterprise
 

@@ -30,6 +30,7 @@ class Figures:
     enterprises: int
     products: int
     devices: int
+    device_ids: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,9 @@ def _figures(db: Session, platform_ids: object, below: object) -> Figures:
         or 0,
         devices=db.scalar(select(func.count()).where(Device.enterprise_id.in_(enterprise_ids)))
         or 0,
+        device_ids=frozenset(
+            db.scalars(select(Device.id).where(Device.enterprise_id.in_(enterprise_ids)))
+        ),
     )
 
 

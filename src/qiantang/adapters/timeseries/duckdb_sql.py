@@ -38,6 +38,7 @@ from qiantang.domain.telemetry import EventRecord, Point, Value
 from qiantang.ports.timeseries import Bucket, Sample
 
 __all__ = [
+    "COUNT_POINTS",
     "COUNT_SINCE",
     "DELETE_EVENTS",
     "DELETE_POINTS",
@@ -103,6 +104,8 @@ INSERT_EVENTS = "INSERT INTO events SELECT * FROM _qt_events"
 LOG_INGEST = """INSERT INTO ingest_log VALUES ($second_ms, $points)
     ON CONFLICT (second_ms) DO UPDATE SET points = points + excluded.points"""
 COUNT_SINCE = "SELECT coalesce(sum(points), 0) FROM ingest_log WHERE second_ms >= $since_ms"
+COUNT_POINTS = """SELECT count(*) FROM telemetry
+    WHERE ts >= $since_ms AND device_id IN (SELECT unnest($device_ids::INTEGER[]))"""
 
 # Queries are literal strings (no formatting): every input is a bound parameter. A value is
 # read back as the row (kind, num, i64, txt), which `decode_value` turns into the original.

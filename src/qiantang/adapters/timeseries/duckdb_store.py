@@ -382,6 +382,14 @@ class DuckDBTimeSeriesStore:
         rows = await self._read(sql.COUNT_SINCE, {"since_ms": since_ms // 1_000 * 1_000})
         return int(rows[0][0])
 
+    async def count_points(self, device_ids: Sequence[int], since_ms: int) -> int:
+        """Points of these devices timestamped at or after `since_ms`."""
+        if not device_ids:
+            return 0
+        params = {"device_ids": list(device_ids), "since_ms": since_ms}
+        rows = await self._read(sql.COUNT_POINTS, params)
+        return int(rows[0][0])
+
     async def query_events(
         self, device_id: int, start_ms: int, end_ms: int, limit: int = 100
     ) -> list[EventRecord]:

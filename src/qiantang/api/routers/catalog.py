@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
 
-from qiantang.api.deps import Caller, Db
+from qiantang.api.deps import Caller, Db, Runtime, RuntimeDep
 from qiantang.api.routers.paging import Limit, Offset
 from qiantang.api.schemas import (
     PageOut,
@@ -22,6 +22,12 @@ from qiantang.services import templates as tsvc
 from qiantang.services.thing_models import tsl_of
 
 router = APIRouter()
+
+
+def _model_changed(rt: Runtime, product_id: int) -> None:
+    """The ingest path compiles the product's new model on its next message."""
+    if rt.telemetry is not None:
+        rt.telemetry.models.invalidate(product_id)
 
 
 @router.get("/templates", tags=["templates"])
@@ -104,18 +110,24 @@ def get_tsl(product_id: int, db: Db, who: Caller) -> dict[str, Any]:
 
 @router.put("/products/{product_id}/tsl", tags=["products"])
 def put_tsl(
-    product_id: int, db: Db, who: Caller, tsl: Annotated[dict[str, Any], Body()]
+    product_id: int, db: Db, who: Caller, rt: RuntimeDep, tsl: Annotated[dict[str, Any], Body()]
 ) -> ProductOut:
     """Replace the product's model from TSL JSON (bumps the model version)."""
     change = psvc.ProductChange(tsl=tsl)
-    return ProductOut.model_validate(psvc.update_product(db, who, product_id, change))
+    product = psvc.update_product(db, who, product_id, change)
+    _model_changed(rt, product_id)
+    return ProductOut.model_validate(product)
 
 
 @router.patch("/products/{product_id}", tags=["products"])
-def update_product(product_id: int, body: ProductPatch, db: Db, who: Caller) -> ProductOut:
+def update_product(
+    product_id: int, body: ProductPatch, db: Db, who: Caller, rt: RuntimeDep
+) -> ProductOut:
     """Change a product."""
     change = psvc.ProductChange(**body.model_dump(exclude_unset=True))
-    return ProductOut.model_validate(psvc.update_product(db, who, product_id, change))
+    product = psvc.update_product(db, who, product_id, change)
+    _model_changed(rt, product_id)
+    return ProductOut.model_validate(product)
 
 
 @router.delete("/products/{product_id}", status_code=204, tags=["products"])

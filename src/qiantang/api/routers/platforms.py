@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
 
-from qiantang.api.deps import Caller, Db
+from qiantang.api.deps import Caller, Db, Runtime, RuntimeDep
 from qiantang.api.routers.paging import Limit, Offset
 from qiantang.api.schemas import PageOut, PlatformIn, PlatformOut, PlatformPatch
 from qiantang.domain.platform import PlatformKind
@@ -58,25 +61,39 @@ def delete_platform(platform_id: int, db: Db, who: Caller) -> Response:
     return Response(status_code=204)
 
 
-def _figures(f: ind.Figures) -> dict[str, Any]:
+async def _figures(f: ind.Figures, rt: Runtime, day_start_ms: int) -> dict[str, Any]:
+    live = rt.telemetry
+    online = len(f.device_ids & live.states.online_ids()) if live else 0
+    points = await live.store.count_points(sorted(f.device_ids), day_start_ms) if live else 0
     return {
         "platforms": f.platforms,
         "enterprises": f.enterprises,
         "products": f.products,
         "devices": f.devices,
+        "devices_online": online,
+        "points_today": points,
     }
 
 
+def _day_start_ms(timezone: str) -> int:
+    now = datetime.now(ZoneInfo(timezone))
+    return int(now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+
+
 @router.get("/{platform_id}/indicators")
-def platform_indicators(platform_id: int, db: Db, who: Caller) -> dict[str, Any]:
-    """Counts rolled up the subtree: total, own, and per direct child."""
-    result = ind.platform_indicators(db, who, platform_id)
+async def platform_indicators(
+    platform_id: int, db: Db, who: Caller, rt: RuntimeDep
+) -> dict[str, Any]:
+    """Counts rolled up the subtree (platforms by kind, enterprises counted once, products,
+    devices, devices online, points timestamped today): total, own, and per direct child."""
+    result = await run_in_threadpool(ind.platform_indicators, db, who, platform_id)
+    day = _day_start_ms(rt.settings.timezone)
     return {
         "platform_id": result.platform_id,
-        **_figures(result.total),
-        "own": _figures(result.own),
+        **(await _figures(result.total, rt, day)),
+        "own": await _figures(result.own, rt, day),
         "children": [
-            {"platform_id": p.id, "name": p.name, "kind": p.kind, **_figures(f)}
+            {"platform_id": p.id, "name": p.name, "kind": p.kind, **(await _figures(f, rt, day))}
             for p, f in result.children
         ],
     }

@@ -1,0 +1,198 @@
+"""The Alink uplink: the platform's side of the MQTT ingress (`IngressHooks`).
+
+Per message: parse the topic, check it is the session's own device, rate-limit, decode,
+validate against the compiled thing model, queue for the store, reply on ``..._reply``
+(unless the device sent ``sys.ack: 0``), and log the outcome in the device's message log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+from qiantang.ports.ingress import Identity, InboundMessage, MqttIngress
+from qiantang.protocols import alink
+from qiantang.protocols.alink_topics import (
+    AlinkCode,
+    AlinkError,
+    AlinkTopic,
+    TopicKind,
+    encode_reply,
+    may_publish,
+    may_subscribe,
+    parse_topic,
+)
+from qiantang.services.device_auth import DeviceAuthenticator, DeviceContext
+from qiantang.services.ingest import Accepted, IngestCore, Reading
+from qiantang.services.rate_limit import RateLimiter
+from qiantang.services.telemetry_state import DeviceStates, LogEntry, MessageLog
+
+__all__ = ["AlinkUplink"]
+
+log = logging.getLogger(__name__)
+_UPLINK = {TopicKind.PROPERTY_POST, TopicKind.EVENT_POST, TopicKind.HISTORY_POST}
+
+
+class AlinkUplink:
+    """Implements `IngressHooks` for Alink devices."""
+
+    def __init__(
+        self,
+        authenticator: DeviceAuthenticator,
+        core: IngestCore,
+        states: DeviceStates,
+        message_log: MessageLog,
+        limiter: RateLimiter,
+    ) -> None:
+        self.authenticator = authenticator
+        self.core = core
+        self.states = states
+        self.log = message_log
+        self.limiter = limiter
+        self.ingress: MqttIngress | None = None
+
+    # --- IngressHooks ------------------------------------------------------------------------
+    async def authenticate(
+        self, client_id: str, username: str | None, password: bytes | None, peer: str
+    ) -> Identity | None:
+        """Alink signature check against the registry (in a worker thread)."""
+        identity = await asyncio.to_thread(
+            self.authenticator.authenticate_mqtt, client_id, username, password
+        )
+        if identity is None:
+            log.info("refused MQTT connect from %s (client id %.64s)", peer, client_id)
+        return identity
+
+    def may_publish(self, identity: Identity, topic: str) -> bool:
+        """Only under the device's own topics."""
+        return may_publish(topic, identity.product_key, identity.device_name)
+
+    def may_subscribe(self, identity: Identity, topic_filter: str) -> bool:
+        """Only under the device's own topics, wildcards included."""
+        return may_subscribe(topic_filter, identity.product_key, identity.device_name)
+
+    async def on_connection(self, identity: Identity, client_id: str, connected: bool) -> None:
+        """Online/offline; a change is logged once."""
+        now = int(time.time() * 1000)
+        if self.states.connected(identity.device_id, now, connected):
+            log.info(
+                "device %s/%s %s",
+                identity.product_key,
+                identity.device_name,
+                "online" if connected else "offline",
+            )
+
+    async def on_messages(self, batch: Sequence[InboundMessage]) -> None:
+        """Validate a batch, store what passes, reply to each message."""
+        await self.core.ensure_models(_product_of(m.identity) for m in batch)
+        accepted = Accepted()
+        replies: list[tuple[str, bytes]] = []
+        for message in batch:
+            reply = self._handle(message, accepted)
+            if reply is not None:
+                replies.append(reply)
+        await self.core.store_all(accepted.points, accepted.events)
+        if self.ingress is not None:
+            for topic, payload in replies:
+                await self.ingress.publish(topic, payload)
+
+    # --- one message -------------------------------------------------------------------------
+    def _handle(self, message: InboundMessage, sink: Accepted) -> tuple[str, bytes] | None:
+        identity, now = message.identity, message.received_ms
+        self.states.seen(identity.device_id, now)
+        try:
+            topic = parse_topic(message.topic)
+        except AlinkError as err:
+            self._log(message, err.code, "rejected", err.reply_message())
+            return None
+        if topic.kind not in _UPLINK:
+            return self._unsupported(message, topic)
+        if not self.limiter.allow(identity.device_id, now):
+            limited = AlinkError(AlinkCode.RATE_LIMITED, "", "rate", "too many messages")
+            return self._error(message, topic, limited, None)
+        try:
+            result, request_id, ack = self._decode(message, topic)
+        except AlinkError as err:
+            return self._error(message, topic, err, err.request_id)
+        sink.points.extend(result.points)
+        sink.events.extend(result.events)
+        code = AlinkCode.BAD_PARAMS if result.errors else AlinkCode.SUCCESS
+        outcome = "accepted" if not result.errors else ("partial" if result.points else "rejected")
+        reason = result.reason()
+        self._log(message, code, outcome, reason)
+        if not ack or topic.reply_topic is None:
+            return None
+        text = reason if result.errors else "success"
+        return topic.reply_topic, encode_reply(request_id, code, message=text, method=topic.method)
+
+    def _decode(self, message: InboundMessage, topic: AlinkTopic) -> tuple[Accepted, str, bool]:
+        identity, now = message.identity, message.received_ms
+        model = self.core.models.cached(_product_of(identity))
+        device_id = identity.device_id
+        if topic.kind is TopicKind.PROPERTY_POST:
+            post = alink.decode_property_post(message.payload, now)
+            readings: list[Reading] = [(r.identifier, r.value, r.ts) for r in post.properties]
+            return self.core.properties(model, device_id, readings, now), post.id, post.ack
+        if topic.kind is TopicKind.EVENT_POST:
+            event = alink.decode_event_post(message.payload, now, topic.identifier or "")
+            got = event.event
+            return (
+                self.core.event(model, device_id, got.identifier, got.output, got.ts),
+                event.id,
+                event.ack,
+            )
+        history = alink.decode_history_post(message.payload, now)
+        merged = Accepted()
+        for block in history.devices:
+            if (block.product_key, block.device_name) != (
+                identity.product_key,
+                identity.device_name,
+            ):
+                raise AlinkError(
+                    AlinkCode.DEVICE_NOT_FOUND,
+                    "params.identity",
+                    "own_device",
+                    "history may only carry the device's own data",
+                    history.id,
+                )
+            rows: list[Reading] = [(r.identifier, r.value, r.ts) for r in block.properties]
+            part = self.core.properties(model, device_id, rows, now)
+            for ev in block.events:
+                evp = self.core.event(model, device_id, ev.identifier, ev.output, ev.ts)
+                part.events.extend(evp.events)
+                part.errors.extend(evp.errors)
+            merged.points += part.points
+            merged.events += part.events
+            merged.errors += part.errors
+        return merged, history.id, history.ack
+
+    def _error(
+        self, message: InboundMessage, topic: AlinkTopic, err: AlinkError, request_id: str | None
+    ) -> tuple[str, bytes] | None:
+        self._log(message, err.code, "rejected", err.reply_message())
+        if topic.reply_topic is None:
+            return None
+        payload = encode_reply(
+            request_id or "", err.code, message=err.reply_message(), method=topic.method
+        )
+        return topic.reply_topic, payload
+
+    def _unsupported(self, message: InboundMessage, topic: AlinkTopic) -> tuple[str, bytes] | None:
+        err = AlinkError(
+            AlinkCode.REQUEST_ERROR, "topic", "unsupported", f"{topic.kind} is not handled yet"
+        )
+        return self._error(message, topic, err, None)
+
+    def _log(self, message: InboundMessage, code: int, outcome: str, reason: str) -> None:
+        entry = LogEntry(
+            message.received_ms, message.topic, int(code), outcome, reason, len(message.payload)
+        )
+        self.log.add(message.identity.device_id, entry)
+
+
+def _product_of(identity: Identity) -> int:
+    context = identity.extra
+    assert isinstance(context, DeviceContext)
+    return context.product_id

@@ -1,0 +1,44 @@
+"""The running telemetry path: store, ingress, uplink and the in-memory device state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from qiantang.ports.ingress import MqttIngress
+from qiantang.ports.timeseries import TimeSeriesStore
+from qiantang.services.alink_uplink import AlinkUplink
+from qiantang.services.device_auth import DeviceAuthenticator
+from qiantang.services.ingest import IngestCore
+from qiantang.services.models_cache import ModelCache
+from qiantang.services.telemetry_state import DeviceStates, MessageLog
+
+__all__ = ["Telemetry"]
+
+
+@dataclass(slots=True)
+class Telemetry:
+    """Everything the API and the broker share about live data."""
+
+    store: TimeSeriesStore
+    core: IngestCore
+    models: ModelCache
+    authenticator: DeviceAuthenticator
+    states: DeviceStates
+    message_log: MessageLog
+    uplink: AlinkUplink
+    ingress: MqttIngress | None = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        """Stop background jobs and the broker (handing over what it acknowledged), then
+        flush and close the store."""
+        for task in self.background:
+            task.cancel()
+        for task in self.background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.ingress is not None:
+            await self.ingress.stop()
+        await self.store.close()
