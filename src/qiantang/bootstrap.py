@@ -15,6 +15,7 @@ from qiantang.api.app import create_app
 from qiantang.api.deps import Runtime
 from qiantang.registry.database import make_engine, make_sessionmaker, upgrade
 from qiantang.services.alink_uplink import AlinkUplink
+from qiantang.services.commands import CommandService
 from qiantang.services.device_auth import DeviceAuthenticator
 from qiantang.services.ingest import IngestCore
 from qiantang.services.models_cache import ModelCache
@@ -51,7 +52,9 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
     states, message_log = DeviceStates(), MessageLog(settings.message_log_size)
     limiter = RateLimiter(settings.device_rate_per_s, settings.device_burst)
     uplink = AlinkUplink(authenticator, core, states, message_log, limiter)
-    telemetry = Telemetry(store, core, models, authenticator, states, message_log, uplink)
+    commands = CommandService(runtime.sessions, models, states)
+    uplink.commands = commands
+    telemetry = Telemetry(store, core, models, authenticator, states, message_log, uplink, commands)
     retention = RetentionJob(runtime.sessions, store, settings.retention_days)
     telemetry.background.append(
         asyncio.create_task(retention.run_forever(settings.retention_interval_s))
@@ -61,7 +64,7 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
         if settings.mqtt_tls_cert and settings.mqtt_tls_key:
             tls = TlsConfig(settings.mqtt_tls_cert, settings.mqtt_tls_key, settings.mqtt_tls_port)
         ingress = AmqttIngress(uplink, settings.mqtt_host, settings.mqtt_port, tls)
-        uplink.ingress = ingress
+        uplink.ingress = commands.ingress = ingress
         try:
             await ingress.start()
         except BaseException:

@@ -15,6 +15,7 @@ from qiantang.api.limits import BodySizeLimit
 from qiantang.api.problems import install_problem_handlers, problem
 from qiantang.api.routers import (
     catalog,
+    commands,
     devices,
     enterprises,
     grants,
@@ -44,7 +45,7 @@ def create_app(runtime: Runtime, lifespan: Lifespan | None = None) -> FastAPI:
     app.state.runtime = runtime
     api = APIRouter(prefix="/api/v1")
     routers = (platforms, enterprises, grants, catalog, devices, principals, resolve_router)
-    for module in (*routers, telemetry, ingest):
+    for module in (*routers, telemetry, ingest, commands):
         api.include_router(module.router)
     app.include_router(api)
     install_problem_handlers(app)

@@ -24,6 +24,7 @@ from qiantang.protocols.alink_topics import (
     may_subscribe,
     parse_topic,
 )
+from qiantang.services.commands import CommandService
 from qiantang.services.device_auth import DeviceAuthenticator, DeviceContext
 from qiantang.services.ingest import Accepted, IngestCore, Reading
 from qiantang.services.rate_limit import RateLimiter
@@ -33,6 +34,7 @@ __all__ = ["AlinkUplink"]
 
 log = logging.getLogger(__name__)
 _UPLINK = {TopicKind.PROPERTY_POST, TopicKind.EVENT_POST, TopicKind.HISTORY_POST}
+_REPLIES = {TopicKind.PROPERTY_SET_REPLY, TopicKind.SERVICE_REPLY, TopicKind.RRPC_RESPONSE}
 
 
 class AlinkUplink:
@@ -52,6 +54,7 @@ class AlinkUplink:
         self.log = message_log
         self.limiter = limiter
         self.ingress: MqttIngress | None = None
+        self.commands: CommandService | None = None
 
     # --- IngressHooks ------------------------------------------------------------------------
     async def authenticate(
@@ -106,6 +109,11 @@ class AlinkUplink:
             topic = parse_topic(message.topic)
         except AlinkError as err:
             self._log(message, err.code, "rejected", err.reply_message())
+            return None
+        if topic.kind in _REPLIES and self.commands is not None:
+            hint = topic.identifier if topic.kind is TopicKind.RRPC_RESPONSE else None
+            outcome = self.commands.on_reply(identity.device_id, message.payload, hint)
+            self._log(message, AlinkCode.SUCCESS, "reply", outcome)
             return None
         if topic.kind not in _UPLINK:
             return self._unsupported(message, topic)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from qiantang.ports.ingress import MqttIngress
 from qiantang.ports.timeseries import TimeSeriesStore
 from qiantang.services.alink_uplink import AlinkUplink
+from qiantang.services.commands import CommandService
 from qiantang.services.device_auth import DeviceAuthenticator
 from qiantang.services.ingest import IngestCore
 from qiantang.services.models_cache import ModelCache
@@ -28,6 +29,7 @@ class Telemetry:
     states: DeviceStates
     message_log: MessageLog
     uplink: AlinkUplink
+    commands: CommandService
     ingress: MqttIngress | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -39,6 +41,7 @@ class Telemetry:
         for task in self.background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.commands.close()
         if self.ingress is not None:
             await self.ingress.stop()
         await self.store.close()
