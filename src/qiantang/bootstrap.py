@@ -22,6 +22,7 @@ from qiantang.services.models_cache import ModelCache
 from qiantang.services.rate_limit import RateLimiter
 from qiantang.services.retention import RetentionJob
 from qiantang.services.security import DeviceSecrets, load_master_key
+from qiantang.services.shadow import ShadowService
 from qiantang.services.telemetry_runtime import Telemetry
 from qiantang.services.telemetry_state import DeviceStates, MessageLog
 from qiantang.settings import Settings
@@ -53,8 +54,11 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
     limiter = RateLimiter(settings.device_rate_per_s, settings.device_burst)
     uplink = AlinkUplink(authenticator, core, states, message_log, limiter)
     commands = CommandService(runtime.sessions, models, states)
-    uplink.commands = commands
-    telemetry = Telemetry(store, core, models, authenticator, states, message_log, uplink, commands)
+    shadows = ShadowService(runtime.sessions, models)
+    uplink.commands, uplink.shadows = commands, shadows
+    telemetry = Telemetry(
+        store, core, models, authenticator, states, message_log, uplink, commands, shadows
+    )
     retention = RetentionJob(runtime.sessions, store, settings.retention_days)
     telemetry.background.append(
         asyncio.create_task(retention.run_forever(settings.retention_interval_s))

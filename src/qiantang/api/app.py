@@ -22,6 +22,7 @@ from qiantang.api.routers import (
     ingest,
     platforms,
     principals,
+    shadow,
     telemetry,
 )
 from qiantang.api.routers import resolve as resolve_router
@@ -45,7 +46,7 @@ def create_app(runtime: Runtime, lifespan: Lifespan | None = None) -> FastAPI:
     app.state.runtime = runtime
     api = APIRouter(prefix="/api/v1")
     routers = (platforms, enterprises, grants, catalog, devices, principals, resolve_router)
-    for module in (*routers, telemetry, ingest, commands):
+    for module in (*routers, telemetry, ingest, commands, shadow):
         api.include_router(module.router)
     app.include_router(api)
     install_problem_handlers(app)

@@ -31,6 +31,7 @@ __all__ = [
     "Product",
     "RoleBinding",
     "Setting",
+    "Shadow",
     "Template",
     "User",
 ]
@@ -187,6 +188,20 @@ class Command(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     timeout_ms: Mapped[int] = mapped_column(Integer)
+
+
+class Shadow(Base):
+    """A device's shadow: reported and desired state with per-key timestamps and a version."""
+
+    __tablename__ = "shadows"
+    device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    reported: Mapped[dict[str, Any]] = mapped_column(JSON)
+    desired: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class User(Base):

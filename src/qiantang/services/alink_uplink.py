@@ -28,6 +28,7 @@ from qiantang.services.commands import CommandService
 from qiantang.services.device_auth import DeviceAuthenticator, DeviceContext
 from qiantang.services.ingest import Accepted, IngestCore, Reading
 from qiantang.services.rate_limit import RateLimiter
+from qiantang.services.shadow import ShadowService, shadow_topic
 from qiantang.services.telemetry_state import DeviceStates, LogEntry, MessageLog
 
 __all__ = ["AlinkUplink"]
@@ -55,6 +56,9 @@ class AlinkUplink:
         self.limiter = limiter
         self.ingress: MqttIngress | None = None
         self.commands: CommandService | None = None
+        self.shadows: ShadowService | None = None
+        self._deferred: list[InboundMessage] = []
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- IngressHooks ------------------------------------------------------------------------
     async def authenticate(
@@ -73,8 +77,23 @@ class AlinkUplink:
         return may_publish(topic, identity.product_key, identity.device_name)
 
     def may_subscribe(self, identity: Identity, topic_filter: str) -> bool:
-        """Only under the device's own topics, wildcards included."""
-        return may_subscribe(topic_filter, identity.product_key, identity.device_name)
+        """Only under the device's own topics, wildcards included. Subscribing to its shadow
+        topic also delivers desired state the device has not applied yet."""
+        allowed = may_subscribe(topic_filter, identity.product_key, identity.device_name)
+        if allowed and topic_filter == shadow_topic(identity.product_key, identity.device_name):
+            task = asyncio.get_running_loop().create_task(self._push_desired(identity))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return allowed
+
+    async def _push_desired(self, identity: Identity) -> None:
+        if self.shadows is None or self.ingress is None:
+            return
+        await asyncio.sleep(0.05)  # let the broker register the subscription first
+        control = await asyncio.to_thread(self.shadows.pending_control, identity.device_id)
+        if control is not None:
+            topic = shadow_topic(identity.product_key, identity.device_name)
+            await self.ingress.publish(topic, control, qos=1)
 
     async def on_connection(self, identity: Identity, client_id: str, connected: bool) -> None:
         """Online/offline; a change is logged once."""
@@ -92,11 +111,19 @@ class AlinkUplink:
         await self.core.ensure_models(_product_of(m.identity) for m in batch)
         accepted = Accepted()
         replies: list[tuple[str, bytes]] = []
+        self._deferred = []
         for message in batch:
             reply = self._handle(message, accepted)
             if reply is not None:
                 replies.append(reply)
         await self.core.store_all(accepted.points, accepted.events)
+        for message in self._deferred:
+            if self.shadows is not None:
+                replies.append(
+                    await asyncio.to_thread(
+                        self.shadows.device_request, message.identity, message.payload
+                    )
+                )
         if self.ingress is not None:
             for topic, payload in replies:
                 await self.ingress.publish(topic, payload)
@@ -114,6 +141,10 @@ class AlinkUplink:
             hint = topic.identifier if topic.kind is TopicKind.RRPC_RESPONSE else None
             outcome = self.commands.on_reply(identity.device_id, message.payload, hint)
             self._log(message, AlinkCode.SUCCESS, "reply", outcome)
+            return None
+        if topic.kind is TopicKind.SHADOW_UPDATE and self.shadows is not None:
+            self._deferred.append(message)
+            self._log(message, AlinkCode.SUCCESS, "shadow", "shadow request")
             return None
         if topic.kind not in _UPLINK:
             return self._unsupported(message, topic)

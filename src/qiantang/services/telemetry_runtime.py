@@ -13,6 +13,7 @@ from qiantang.services.commands import CommandService
 from qiantang.services.device_auth import DeviceAuthenticator
 from qiantang.services.ingest import IngestCore
 from qiantang.services.models_cache import ModelCache
+from qiantang.services.shadow import ShadowService
 from qiantang.services.telemetry_state import DeviceStates, MessageLog
 
 __all__ = ["Telemetry"]
@@ -30,6 +31,7 @@ class Telemetry:
     message_log: MessageLog
     uplink: AlinkUplink
     commands: CommandService
+    shadows: ShadowService
     ingress: MqttIngress | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
