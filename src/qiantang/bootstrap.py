@@ -17,6 +17,7 @@ from qiantang.registry.database import make_engine, make_sessionmaker, upgrade
 from qiantang.services.alink_uplink import AlinkUplink
 from qiantang.services.commands import CommandService
 from qiantang.services.device_auth import DeviceAuthenticator
+from qiantang.services.gateway import GatewayService
 from qiantang.services.ingest import IngestCore
 from qiantang.services.models_cache import ModelCache
 from qiantang.services.rate_limit import RateLimiter
@@ -56,6 +57,7 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
     commands = CommandService(runtime.sessions, models, states)
     shadows = ShadowService(runtime.sessions, models)
     uplink.commands, uplink.shadows = commands, shadows
+    uplink.gateways = GatewayService(runtime.sessions, runtime.device_secrets, states)
     telemetry = Telemetry(
         store, core, models, authenticator, states, message_log, uplink, commands, shadows
     )

@@ -49,6 +49,7 @@ __all__ = [
     "PackPost",
     "PropertyPost",
     "PropertyReading",
+    "decode_envelope",
     "decode_event_post",
     "decode_history_post",
     "decode_pack_post",
@@ -226,6 +227,11 @@ def _envelope(payload: bytes) -> tuple[str, bool, Any]:
     if ack not in (0, 1):
         raise _bad("sys.ack", "enum", "must be 0 or 1", rid)
     return rid, ack == 1, req.params
+
+
+def decode_envelope(payload: bytes) -> tuple[str, bool, Any]:
+    """The request envelope: ``(id, ack wanted, params)``; params are not checked here."""
+    return _envelope(payload)
 
 
 class _BadValue(Exception):

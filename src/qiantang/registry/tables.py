@@ -33,6 +33,7 @@ __all__ = [
     "Setting",
     "Shadow",
     "Template",
+    "Topology",
     "User",
 ]
 
@@ -202,6 +203,19 @@ class Shadow(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSON)
     version: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Topology(Base):
+    """A sub-device behind a gateway (a sub-device has at most one gateway)."""
+
+    __tablename__ = "topology"
+    sub_device_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True
+    )
+    gateway_id: Mapped[int] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class User(Base):

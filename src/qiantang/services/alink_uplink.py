@@ -24,8 +24,10 @@ from qiantang.protocols.alink_topics import (
     may_subscribe,
     parse_topic,
 )
+from qiantang.services.alink_gateway_uplink import gateway_request, pack_post, topic_owner
 from qiantang.services.commands import CommandService
 from qiantang.services.device_auth import DeviceAuthenticator, DeviceContext
+from qiantang.services.gateway import GatewayService, SubDevice, is_gateway
 from qiantang.services.ingest import Accepted, IngestCore, Reading
 from qiantang.services.rate_limit import RateLimiter
 from qiantang.services.shadow import ShadowService, shadow_topic
@@ -36,6 +38,17 @@ __all__ = ["AlinkUplink"]
 log = logging.getLogger(__name__)
 _UPLINK = {TopicKind.PROPERTY_POST, TopicKind.EVENT_POST, TopicKind.HISTORY_POST}
 _REPLIES = {TopicKind.PROPERTY_SET_REPLY, TopicKind.SERVICE_REPLY, TopicKind.RRPC_RESPONSE}
+_LATER = {
+    TopicKind.SHADOW_UPDATE,
+    TopicKind.PACK_POST,
+    TopicKind.TOPO_ADD,
+    TopicKind.TOPO_DELETE,
+    TopicKind.TOPO_GET,
+    TopicKind.SESSION_LOGIN,
+    TopicKind.SESSION_LOGOUT,
+    TopicKind.SESSION_BATCH_LOGIN,
+    TopicKind.SESSION_BATCH_LOGOUT,
+}
 
 
 class AlinkUplink:
@@ -57,7 +70,8 @@ class AlinkUplink:
         self.ingress: MqttIngress | None = None
         self.commands: CommandService | None = None
         self.shadows: ShadowService | None = None
-        self._deferred: list[InboundMessage] = []
+        self.gateways: GatewayService | None = None
+        self._deferred: list[tuple[InboundMessage, AlinkTopic]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- IngressHooks ------------------------------------------------------------------------
@@ -73,13 +87,26 @@ class AlinkUplink:
         return identity
 
     def may_publish(self, identity: Identity, topic: str) -> bool:
-        """Only under the device's own topics."""
-        return may_publish(topic, identity.product_key, identity.device_name)
+        """Only under the device's own topics (a gateway: also its sub-devices')."""
+        if may_publish(topic, identity.product_key, identity.device_name):
+            return True
+        sub = self._sub_of(identity, topic)
+        return sub is not None and may_publish(topic, sub.product_key, sub.device_name)
+
+    def _sub_of(self, identity: Identity, topic: str) -> SubDevice | None:
+        if self.gateways is None or not is_gateway(identity):
+            return None
+        owner = topic_owner(topic)
+        return self.gateways.sub(identity.device_id, *owner) if owner else None
 
     def may_subscribe(self, identity: Identity, topic_filter: str) -> bool:
-        """Only under the device's own topics, wildcards included. Subscribing to its shadow
-        topic also delivers desired state the device has not applied yet."""
+        """Only under the device's own topics, wildcards included (a gateway: also under its
+        sub-devices'). Subscribing to its shadow topic also delivers desired state the device
+        has not applied yet."""
         allowed = may_subscribe(topic_filter, identity.product_key, identity.device_name)
+        if not allowed:
+            sub = self._sub_of(identity, topic_filter)
+            return sub is not None and may_subscribe(topic_filter, sub.product_key, sub.device_name)
         if allowed and topic_filter == shadow_topic(identity.product_key, identity.device_name):
             task = asyncio.get_running_loop().create_task(self._push_desired(identity))
             self._tasks.add(task)
@@ -98,6 +125,11 @@ class AlinkUplink:
     async def on_connection(self, identity: Identity, client_id: str, connected: bool) -> None:
         """Online/offline; a change is logged once."""
         now = int(time.time() * 1000)
+        if self.gateways is not None and is_gateway(identity):
+            if connected:
+                await asyncio.to_thread(self.gateways.load, identity.device_id)
+            else:
+                self.gateways.disconnected(identity.device_id)
         if self.states.connected(identity.device_id, now, connected):
             log.info(
                 "device %s/%s %s",
@@ -116,17 +148,16 @@ class AlinkUplink:
             reply = self._handle(message, accepted)
             if reply is not None:
                 replies.append(reply)
+        while self._deferred:  # handling one may defer another (a sub-device's shadow)
+            deferred, self._deferred = self._deferred, []
+            for message, topic in deferred:
+                reply = await self._handle_later(message, topic, accepted)
+                if reply is not None:
+                    replies.append(reply)
         await self.core.store_all(accepted.points, accepted.events)
-        for message in self._deferred:
-            if self.shadows is not None:
-                replies.append(
-                    await asyncio.to_thread(
-                        self.shadows.device_request, message.identity, message.payload
-                    )
-                )
         if self.ingress is not None:
-            for topic, payload in replies:
-                await self.ingress.publish(topic, payload)
+            for reply_topic, payload in replies:
+                await self.ingress.publish(reply_topic, payload)
 
     # --- one message -------------------------------------------------------------------------
     def _handle(self, message: InboundMessage, sink: Accepted) -> tuple[str, bytes] | None:
@@ -137,14 +168,23 @@ class AlinkUplink:
         except AlinkError as err:
             self._log(message, err.code, "rejected", err.reply_message())
             return None
+        if (topic.product_key, topic.device_name) != (identity.product_key, identity.device_name):
+            sub = self._sub_of(identity, message.topic)
+            if sub is None:
+                refused = AlinkError(AlinkCode.DEVICE_NOT_FOUND, "topic", "owner", "not yours")
+                return self._error(message, topic, refused, None)
+            message = _as(message, sub.identity())
+            identity = message.identity
+            if self.core.models.cached(sub.product_id) is None:
+                self._deferred.append((message, topic))  # its model loads first
+                return None
         if topic.kind in _REPLIES and self.commands is not None:
             hint = topic.identifier if topic.kind is TopicKind.RRPC_RESPONSE else None
             outcome = self.commands.on_reply(identity.device_id, message.payload, hint)
             self._log(message, AlinkCode.SUCCESS, "reply", outcome)
             return None
-        if topic.kind is TopicKind.SHADOW_UPDATE and self.shadows is not None:
-            self._deferred.append(message)
-            self._log(message, AlinkCode.SUCCESS, "shadow", "shadow request")
+        if topic.kind in _LATER:
+            self._deferred.append((message, topic))
             return None
         if topic.kind not in _UPLINK:
             return self._unsupported(message, topic)
@@ -157,6 +197,11 @@ class AlinkUplink:
             return self._error(message, topic, err, err.request_id)
         sink.points.extend(result.points)
         sink.events.extend(result.events)
+        return self._outcome(message, topic, result, request_id, ack)
+
+    def _outcome(
+        self, message: InboundMessage, topic: AlinkTopic, result: Accepted, rid: str, ack: bool
+    ) -> tuple[str, bytes] | None:
         code = AlinkCode.BAD_PARAMS if result.errors else AlinkCode.SUCCESS
         outcome = "accepted" if not result.errors else ("partial" if result.points else "rejected")
         reason = result.reason()
@@ -164,7 +209,7 @@ class AlinkUplink:
         if not ack or topic.reply_topic is None:
             return None
         text = reason if result.errors else "success"
-        return topic.reply_topic, encode_reply(request_id, code, message=text, method=topic.method)
+        return topic.reply_topic, encode_reply(rid, code, message=text, method=topic.method)
 
     def _decode(self, message: InboundMessage, topic: AlinkTopic) -> tuple[Accepted, str, bool]:
         identity, now = message.identity, message.received_ms
@@ -207,6 +252,39 @@ class AlinkUplink:
             merged.errors += part.errors
         return merged, history.id, history.ack
 
+    async def _handle_later(
+        self, message: InboundMessage, topic: AlinkTopic, sink: Accepted
+    ) -> tuple[str, bytes] | None:
+        """Messages that need registry I/O or models not loaded yet."""
+        if topic.kind not in _LATER:  # a sub-device message whose model was not loaded
+            await self.core.ensure_models([_product_of(message.identity)])
+            if self.core.models.cached(_product_of(message.identity)) is None:
+                gone = AlinkError(AlinkCode.DEVICE_NOT_FOUND, "product", "exists", "no product")
+                return self._error(message, topic, gone, None)
+            return self._handle(message, sink)
+        if topic.kind is TopicKind.SHADOW_UPDATE:
+            if self.shadows is None:
+                return self._unsupported(message, topic)
+            self._log(message, AlinkCode.SUCCESS, "shadow", "shadow request")
+            return await asyncio.to_thread(
+                self.shadows.device_request, message.identity, message.payload
+            )
+        if self.gateways is None:
+            return self._unsupported(message, topic)
+        try:
+            if topic.kind is TopicKind.PACK_POST:
+                result, rid, ack = await pack_post(self.core, self.gateways, message)
+                sink.points.extend(result.points)
+                sink.events.extend(result.events)
+                return self._outcome(message, topic, result, rid, ack)
+            payload = await asyncio.to_thread(
+                gateway_request, self.gateways, topic.kind, message.identity, message.payload
+            )
+        except AlinkError as err:
+            return self._error(message, topic, err, err.request_id)
+        self._log(message, AlinkCode.SUCCESS, "accepted", "")
+        return (topic.reply_topic or message.topic + "_reply"), payload
+
     def _error(
         self, message: InboundMessage, topic: AlinkTopic, err: AlinkError, request_id: str | None
     ) -> tuple[str, bytes] | None:
@@ -229,6 +307,18 @@ class AlinkUplink:
             message.received_ms, message.topic, int(code), outcome, reason, len(message.payload)
         )
         self.log.add(message.identity.device_id, entry)
+
+
+def _as(message: InboundMessage, identity: Identity) -> InboundMessage:
+    """The message as if its device had sent it (a gateway speaking for a sub-device)."""
+    return InboundMessage(
+        identity,
+        message.client_id,
+        message.topic,
+        message.payload,
+        message.qos,
+        message.received_ms,
+    )
 
 
 def _product_of(identity: Identity) -> int:

@@ -22,11 +22,12 @@ __all__ = ["DeviceAuthenticator", "DeviceContext"]
 class DeviceContext:
     """What the pipeline needs about a device beyond its identity: its product and model."""
 
-    __slots__ = ("product_id", "thing_model_version")
+    __slots__ = ("is_gateway", "product_id", "thing_model_version")
 
-    def __init__(self, product_id: int, thing_model_version: int) -> None:
+    def __init__(self, product_id: int, thing_model_version: int, is_gateway: bool = False) -> None:
         self.product_id = product_id
         self.thing_model_version = thing_model_version
+        self.is_gateway = is_gateway
 
 
 class DeviceAuthenticator:
@@ -47,7 +48,7 @@ class DeviceAuthenticator:
         return row[0], row[1]
 
     def _identity(self, device: Device, product: Product) -> Identity:
-        context = DeviceContext(product.id, product.thing_model_version)
+        context = DeviceContext(product.id, product.thing_model_version, device.is_gateway)
         return Identity(
             device.id, product.product_key, device.device_name, device.enterprise_id, context
         )
