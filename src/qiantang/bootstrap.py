@@ -20,6 +20,7 @@ from qiantang.services.device_auth import DeviceAuthenticator
 from qiantang.services.gateway import GatewayService
 from qiantang.services.ingest import IngestCore
 from qiantang.services.models_cache import ModelCache
+from qiantang.services.ota import OtaService
 from qiantang.services.rate_limit import RateLimiter
 from qiantang.services.retention import RetentionJob
 from qiantang.services.security import DeviceSecrets, load_master_key
@@ -58,8 +59,10 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
     shadows = ShadowService(runtime.sessions, models)
     uplink.commands, uplink.shadows = commands, shadows
     uplink.gateways = GatewayService(runtime.sessions, runtime.device_secrets, states)
+    ota = OtaService(runtime.sessions, runtime.device_secrets, settings.data_dir / "firmware")
+    uplink.ota = ota
     telemetry = Telemetry(
-        store, core, models, authenticator, states, message_log, uplink, commands, shadows
+        store, core, models, authenticator, states, message_log, uplink, commands, shadows, ota
     )
     retention = RetentionJob(runtime.sessions, store, settings.retention_days)
     telemetry.background.append(

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     )
     session_hours: int = Field(default=12, ge=1, le=24 * 30, description="login token lifetime")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="HTTP body limit")
+    max_firmware_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024, description="firmware upload limit"
+    )
 
     mqtt_enabled: bool = Field(default=True, description="start the embedded MQTT broker")
     mqtt_host: str = Field(default="127.0.0.1", description="MQTT listen address")

@@ -248,6 +248,7 @@ LEVELS = [
     "", "sys", "pk", "dn", "thing", "event", "property", "post", "post_reply", "service", "set",
     "set_reply", "history", "pack", "topo", "add", "get", "rrpc", "request", "response", "123",
     "shadow", "update", "ext", "session", "combine", "login", "batch_login", "Reboot_reply",
+    "ota", "device", "upgrade", "progress", "inform",
     "+", "#", "$share", "a b", "p+k", "x#", "\x00", "é", "a" * 70, "_reply", "property_reply",
 ]  # fmt: skip
 CONCRETE = ["", "a", "thing", "post", "sys", "pk", "dn", "x_reply", "$SYS"]
@@ -258,6 +259,9 @@ PREFIXES = [
     ["", "ext", "session", "pk", "dn"],
     ["", "shadow", "update", "pk", "dn"],
     ["", "shadow", "get", "pk", "dn"],
+    ["", "ota", "device", "upgrade", "pk", "dn"],
+    ["", "ota", "device", "progress", "pk", "dn"],
+    ["", "ota", "device", "inform", "pk", "dn"],
 ]
 
 
@@ -293,6 +297,11 @@ def _owned(topic: str) -> bool:
         levels[:4] == ["", "sys", "pk", "dn"]
         or levels[:5] == ["", "ext", "session", "pk", "dn"]
         or levels in (["", "shadow", "update", "pk", "dn"], ["", "shadow", "get", "pk", "dn"])
+        or (
+            levels[:3] == ["", "ota", "device"]
+            and levels[3:]
+            in (["upgrade", "pk", "dn"], ["progress", "pk", "dn"], ["inform", "pk", "dn"])
+        )
     )
 
 

@@ -20,6 +20,7 @@ from qiantang.api.routers import (
     enterprises,
     grants,
     ingest,
+    ota,
     platforms,
     principals,
     shadow,
@@ -46,7 +47,7 @@ def create_app(runtime: Runtime, lifespan: Lifespan | None = None) -> FastAPI:
     app.state.runtime = runtime
     api = APIRouter(prefix="/api/v1")
     routers = (platforms, enterprises, grants, catalog, devices, principals, resolve_router)
-    for module in (*routers, telemetry, ingest, commands, shadow):
+    for module in (*routers, telemetry, ingest, commands, shadow, ota):
         api.include_router(module.router)
     app.include_router(api)
     install_problem_handlers(app)
@@ -61,5 +62,10 @@ def create_app(runtime: Runtime, lifespan: Lifespan | None = None) -> FastAPI:
         """Liveness."""
         return {"status": "ok", "version": __version__}
 
-    app.add_middleware(BodySizeLimit, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=runtime.settings.max_body_bytes,
+        upload_bytes=runtime.settings.max_firmware_bytes,
+        upload_suffixes=("/firmware",),
+    )
     return app

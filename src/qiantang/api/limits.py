@@ -10,19 +10,30 @@ __all__ = ["BodySizeLimit"]
 
 
 class BodySizeLimit:
-    """Refuses a request whose declared or actual body exceeds `max_bytes`."""
+    """Refuses a request whose declared or actual body exceeds `max_bytes` (`upload_bytes`
+    for paths ending in one of `upload_suffixes`, such as firmware uploads)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        upload_bytes: int | None = None,
+        upload_suffixes: tuple[str, ...] = (),
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes or max_bytes
+        self.upload_suffixes = upload_suffixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path: str = scope.get("path", "")
+        limit = self.upload_bytes if path.endswith(self.upload_suffixes) else self.max_bytes
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._refuse(send, limit)
             return
         seen = 0
 
@@ -30,22 +41,22 @@ class BodySizeLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > limit:
                 raise _TooLarge
             return message
 
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         body = json.dumps(
             {
                 "type": "/problems/payload-too-large",
                 "title": "Payload too large",
                 "status": 413,
-                "detail": f"the body exceeds {self.max_bytes} bytes",
+                "detail": f"the body exceeds {limit} bytes",
                 "errors": [{"field": "body", "rule": "max_bytes", "message": "body too large"}],
             }
         ).encode()

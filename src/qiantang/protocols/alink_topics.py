@@ -188,6 +188,9 @@ class TopicKind(StrEnum):
     SESSION_BATCH_LOGOUT_REPLY = "session_batch_logout_reply"
     SHADOW_UPDATE = "shadow_update"
     SHADOW_GET = "shadow_get"
+    OTA_UPGRADE = "ota_upgrade"
+    OTA_PROGRESS = "ota_progress"
+    OTA_INFORM = "ota_inform"
 
 
 _K = TopicKind
@@ -207,6 +210,11 @@ _SESSION: Final[dict[str, tuple[TopicKind, str | None]]] = {
     "combine/batch_login": (_K.SESSION_BATCH_LOGIN, "combine.batch.login"),
     "combine/batch_logout": (_K.SESSION_BATCH_LOGOUT, "combine.batch.logout"),
 }
+_OTA: Final[dict[str, TopicKind]] = {
+    "upgrade": _K.OTA_UPGRADE,
+    "progress": _K.OTA_PROGRESS,
+    "inform": _K.OTA_INFORM,
+}
 _KIND_VALUES: Final = frozenset(kind.value for kind in TopicKind)
 _REPLY_OF: Final[dict[TopicKind, TopicKind]] = {
     kind: TopicKind(f"{kind.value}_reply")
@@ -215,7 +223,7 @@ _REPLY_OF: Final[dict[TopicKind, TopicKind]] = {
 }
 _REPLY_OF[TopicKind.SERVICE_CALL] = TopicKind.SERVICE_REPLY
 _DOWNLINK: Final = frozenset(
-    {_K.PROPERTY_SET, _K.SERVICE_CALL, _K.RRPC_REQUEST, _K.SHADOW_GET}
+    {_K.PROPERTY_SET, _K.SERVICE_CALL, _K.RRPC_REQUEST, _K.SHADOW_GET, _K.OTA_UPGRADE}
     | {_REPLY_OF[k] for k in _REPLY_OF if k not in (_K.PROPERTY_SET, _K.SERVICE_CALL)}
 )
 _NAME_RE = re.compile(r"[A-Za-z0-9_\-@.:]{1,64}")
@@ -325,6 +333,9 @@ def parse_topic(topic: str) -> AlinkTopic:
         _checked(topic, parts[3], parts[4])
         kind = _K.SHADOW_UPDATE if parts[2] == "update" else _K.SHADOW_GET
         return AlinkTopic(topic, kind, parts[3], parts[4])
+    if root == "ota" and len(parts) == 6 and parts[2] == "device" and parts[3] in _OTA:
+        _checked(topic, parts[4], parts[5])
+        return AlinkTopic(topic, _OTA[parts[3]], parts[4], parts[5])
     if root == "ext" and parts[2] == "session" and len(parts) == 6:
         _checked(topic, parts[3], parts[4])
         found = _lookup(_SESSION, parts[5])
@@ -351,7 +362,8 @@ def device_topic_owner(topic: str) -> tuple[str, str] | None:
     """The ``(product_key, device_name)`` whose subtree holds `topic`, or None.
 
     Owned subtrees: ``/sys/{pk}/{dn}`` and everything under it, ``/ext/session/{pk}/{dn}`` and
-    everything under it, and exactly ``/shadow/update/{pk}/{dn}`` and ``/shadow/get/{pk}/{dn}``.
+    everything under it, and exactly ``/shadow/update/{pk}/{dn}``, ``/shadow/get/{pk}/{dn}``
+    and ``/ota/device/{upgrade,progress,inform}/{pk}/{dn}``.
     A wildcard in the product key or device name level is not a name, so it owns nothing.
     """
     parts = topic.split("/", 5)
@@ -359,10 +371,13 @@ def device_topic_owner(topic: str) -> tuple[str, str] | None:
         return None
     shadow = len(parts) == 5 and parts[1] == "shadow" and parts[2] in ("update", "get")
     session = len(parts) >= 5 and parts[1] == "ext" and parts[2] == "session"
+    ota = len(parts) == 6 and parts[1] == "ota" and parts[2] == "device" and parts[3] in _OTA
     if parts[1] == "sys":
         pk, dn = parts[2], parts[3]
     elif shadow or session:
         pk, dn = parts[3], parts[4]
+    elif ota:
+        pk, dn = parts[4], parts[5]
     else:
         return None
     if _NAME_RE.fullmatch(pk) is None or _NAME_RE.fullmatch(dn) is None:

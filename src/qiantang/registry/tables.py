@@ -25,8 +25,10 @@ __all__ = [
     "Command",
     "Device",
     "Enterprise",
+    "Firmware",
     "Grant",
     "Membership",
+    "OtaJob",
     "Platform",
     "Product",
     "RoleBinding",
@@ -167,6 +169,7 @@ class Device(Base):
     secret_salt: Mapped[str] = mapped_column(String(64))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     is_gateway: Mapped[bool] = mapped_column(Boolean, default=False)
+    firmware_versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 
@@ -216,6 +219,41 @@ class Topology(Base):
         ForeignKey("devices.id", ondelete="CASCADE"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Firmware(Base):
+    """A firmware package of a product (one module, one version)."""
+
+    __tablename__ = "firmware"
+    __table_args__ = (UniqueConstraint("product_id", "module", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    enterprise_id: Mapped[int] = mapped_column(Integer, index=True)
+    module: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    md5: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(String(512))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class OtaJob(Base):
+    """One device's upgrade to one firmware: queued, pushed, in_progress, succeeded, failed."""
+
+    __tablename__ = "ota_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    firmware_id: Mapped[int] = mapped_column(
+        ForeignKey("firmware.id", ondelete="CASCADE"), index=True
+    )
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
 class User(Base):

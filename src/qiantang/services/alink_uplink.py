@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from qiantang.ports.ingress import Identity, InboundMessage, MqttIngress
 from qiantang.protocols import alink
@@ -29,6 +30,7 @@ from qiantang.services.commands import CommandService
 from qiantang.services.device_auth import DeviceAuthenticator, DeviceContext
 from qiantang.services.gateway import GatewayService, SubDevice, is_gateway
 from qiantang.services.ingest import Accepted, IngestCore, Reading
+from qiantang.services.ota import OtaService, upgrade_topic
 from qiantang.services.rate_limit import RateLimiter
 from qiantang.services.shadow import ShadowService, shadow_topic
 from qiantang.services.telemetry_state import DeviceStates, LogEntry, MessageLog
@@ -48,6 +50,8 @@ _LATER = {
     TopicKind.SESSION_LOGOUT,
     TopicKind.SESSION_BATCH_LOGIN,
     TopicKind.SESSION_BATCH_LOGOUT,
+    TopicKind.OTA_PROGRESS,
+    TopicKind.OTA_INFORM,
 }
 
 
@@ -71,6 +75,7 @@ class AlinkUplink:
         self.commands: CommandService | None = None
         self.shadows: ShadowService | None = None
         self.gateways: GatewayService | None = None
+        self.ota: OtaService | None = None
         self._deferred: list[tuple[InboundMessage, AlinkTopic]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -108,10 +113,25 @@ class AlinkUplink:
             sub = self._sub_of(identity, topic_filter)
             return sub is not None and may_subscribe(topic_filter, sub.product_key, sub.device_name)
         if allowed and topic_filter == shadow_topic(identity.product_key, identity.device_name):
-            task = asyncio.get_running_loop().create_task(self._push_desired(identity))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._soon(self._push_desired(identity))
+        if allowed and topic_filter == upgrade_topic(identity.product_key, identity.device_name):
+            self._soon(self._push_upgrades(identity))
         return allowed
+
+    def _soon(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _push_upgrades(self, identity: Identity) -> None:
+        """Upgrades queued while the device was away, once it listens for them."""
+        if self.ota is None or self.ingress is None:
+            return
+        await asyncio.sleep(0.05)  # let the broker register the subscription first
+        pushes = await asyncio.to_thread(self.ota.pushes, [identity.device_id])
+        for push in pushes:
+            await self.ingress.publish(push.topic, push.payload, qos=1)
+        await asyncio.to_thread(self.ota.mark_pushed, [p.job_id for p in pushes])
 
     async def _push_desired(self, identity: Identity) -> None:
         if self.shadows is None or self.ingress is None:
@@ -269,6 +289,8 @@ class AlinkUplink:
             return await asyncio.to_thread(
                 self.shadows.device_request, message.identity, message.payload
             )
+        if topic.kind in (TopicKind.OTA_PROGRESS, TopicKind.OTA_INFORM):
+            return await self._ota_report(message, topic)
         if self.gateways is None:
             return self._unsupported(message, topic)
         try:
@@ -284,6 +306,20 @@ class AlinkUplink:
             return self._error(message, topic, err, err.request_id)
         self._log(message, AlinkCode.SUCCESS, "accepted", "")
         return (topic.reply_topic or message.topic + "_reply"), payload
+
+    async def _ota_report(
+        self, message: InboundMessage, topic: AlinkTopic
+    ) -> tuple[str, bytes] | None:
+        if self.ota is None:
+            return self._unsupported(message, topic)
+        report = self.ota.progress if topic.kind is TopicKind.OTA_PROGRESS else self.ota.inform
+        try:
+            outcome = await asyncio.to_thread(report, message.identity, message.payload)
+        except AlinkError as err:
+            self._log(message, err.code, "rejected", err.reply_message())
+            return None
+        self._log(message, AlinkCode.SUCCESS, "accepted", outcome)
+        return None
 
     def _error(
         self, message: InboundMessage, topic: AlinkTopic, err: AlinkError, request_id: str | None

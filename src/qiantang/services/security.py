@@ -105,6 +105,11 @@ class DeviceSecrets:
         """A fresh salt; a new salt is a new secret."""
         return secrets.token_hex(16)
 
+    def mac(self, text: str) -> str:
+        """A URL-safe MAC of `text` under the master key (signed download URLs)."""
+        digest = hmac.new(self._key, f"mac:{text}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
     def secret(self, device_id: int, salt: str) -> str:
         """The device secret: 32 URL-safe characters."""
         mac = hmac.new(self._key, f"device:{device_id}:{salt}".encode(), hashlib.sha256)

@@ -13,6 +13,7 @@ from qiantang.services.commands import CommandService
 from qiantang.services.device_auth import DeviceAuthenticator
 from qiantang.services.ingest import IngestCore
 from qiantang.services.models_cache import ModelCache
+from qiantang.services.ota import OtaService
 from qiantang.services.shadow import ShadowService
 from qiantang.services.telemetry_state import DeviceStates, MessageLog
 
@@ -32,6 +33,7 @@ class Telemetry:
     uplink: AlinkUplink
     commands: CommandService
     shadows: ShadowService
+    ota: OtaService
     ingress: MqttIngress | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
