@@ -400,6 +400,21 @@ async def test_broker_side_publish_reaches_the_subscribed_client(
         await broker.ingress.publish(own("cnc-1"), b"x", qos=3)
 
 
+async def test_publish_to_reaches_only_that_connection(
+    broker: Broker, platform: FakePlatform
+) -> None:
+    one, two = broker.device("cnc-1"), broker.device("cnc-2")
+    await one.connect()
+    await two.connect()
+    assert await one.subscribe(own("cnc-1", "rpc/#")) == [1]
+    assert await two.subscribe(own("cnc-2", "rpc/#")) == [1]
+    assert await broker.ingress.publish_to(one.client_id, own("cnc-1", "rpc/1"), b"only-one", 1)
+    await eventually(lambda: len(one.received) == 1)
+    assert one.received == [(own("cnc-1", "rpc/1"), b"only-one", 1)]
+    assert two.received == []
+    assert not await broker.ingress.publish_to("nobody", own("cnc-1", "rpc/2"), b"x")
+
+
 async def test_uplink_is_not_relayed_to_subscribers(broker: Broker, platform: FakePlatform) -> None:
     device = broker.device("cnc-1")
     await device.connect()

@@ -162,6 +162,11 @@ class MqttIngress(Protocol):
         """
         ...
 
+    async def publish_to(self, client_id: str, topic: str, payload: bytes, qos: int = 0) -> bool:
+        """Send `payload` on `topic` to one connection only (per-session topics such as
+        ThingsBoard's ``v1/devices/me/...``); False when that client is not connected."""
+        ...
+
     def connected_count(self) -> int:
         """Client ids with a live, authenticated connection."""
         ...

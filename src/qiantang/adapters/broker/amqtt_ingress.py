@@ -159,6 +159,7 @@ class AmqttIngress:
         self._counters: dict[str, int] = dict.fromkeys(REQUIRED_COUNTERS, 0)
         self._running: _Running | None = None
         self._last_handover: BatchHandover | None = None
+        self._sends: set[asyncio.Future[Any]] = set()
 
     def _broker_config(self, binding: PluginBinding) -> dict[str, Any]:
         listeners: dict[str, dict[str, Any]] = {
@@ -225,6 +226,22 @@ class AmqttIngress:
         if running is None or running.binding.context is None:
             raise IngressError("the MQTT ingress is not running")
         await running.binding.context.broadcast_message(topic, bytes(payload), qos)
+
+    async def publish_to(self, client_id: str, topic: str, payload: bytes, qos: int = 0) -> bool:
+        """Send to one live connection through its amqtt protocol handler (not awaiting the
+        client's acknowledgement)."""
+        _check_topic(topic, qos)
+        running = self._running
+        if running is None:
+            raise IngressError("the MQTT ingress is not running")
+        entry = running.binding.live.get(client_id)
+        handler = entry.handler if entry is not None else None
+        if handler is None:
+            return False
+        task = asyncio.ensure_future(handler.mqtt_publish(topic, bytes(payload), qos, retain=False))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+        return True
 
     def connected_count(self) -> int:
         """Client ids with a live, authenticated connection."""
