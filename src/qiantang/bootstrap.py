@@ -27,6 +27,7 @@ from qiantang.services.security import DeviceSecrets, load_master_key
 from qiantang.services.shadow import ShadowService
 from qiantang.services.telemetry_runtime import Telemetry
 from qiantang.services.telemetry_state import DeviceStates, MessageLog
+from qiantang.services.thingsboard_uplink import ThingsBoardUplink
 from qiantang.settings import Settings
 
 __all__ = ["build_app", "build_runtime", "open_telemetry", "telemetry_lifespan"]
@@ -61,8 +62,23 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
     uplink.gateways = GatewayService(runtime.sessions, runtime.device_secrets, states)
     ota = OtaService(runtime.sessions, runtime.device_secrets, settings.data_dir / "firmware")
     uplink.ota = ota
+    thingsboard = ThingsBoardUplink(
+        runtime.sessions, runtime.device_secrets, core, states, shadows, commands, message_log
+    )
+    uplink.thingsboard = thingsboard
+    commands.other_protocols = thingsboard.route
     telemetry = Telemetry(
-        store, core, models, authenticator, states, message_log, uplink, commands, shadows, ota
+        store,
+        core,
+        models,
+        authenticator,
+        states,
+        message_log,
+        uplink,
+        commands,
+        shadows,
+        ota,
+        thingsboard,
     )
     retention = RetentionJob(runtime.sessions, store, settings.retention_days)
     telemetry.background.append(
@@ -73,7 +89,7 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
         if settings.mqtt_tls_cert and settings.mqtt_tls_key:
             tls = TlsConfig(settings.mqtt_tls_cert, settings.mqtt_tls_key, settings.mqtt_tls_port)
         ingress = AmqttIngress(uplink, settings.mqtt_host, settings.mqtt_port, tls)
-        uplink.ingress = commands.ingress = ingress
+        uplink.ingress = commands.ingress = thingsboard.ingress = ingress
         try:
             await ingress.start()
         except BaseException:

@@ -263,10 +263,12 @@ class DeviceIn(_In):
 
 
 class DevicePatch(_In):
-    """Changes to a device."""
+    """Changes to a device; `provision_product_id` (gateways): where devices the gateway
+    announces are created (0: off)."""
 
     nickname: Annotated[str, StringConstraints(max_length=128)] | None = None
     enabled: bool | None = None
+    provision_product_id: int | None = Field(default=None, ge=0)
 
 
 class DeviceOut(_Out):
@@ -280,6 +282,8 @@ class DeviceOut(_Out):
     nickname: str
     enabled: bool
     is_gateway: bool
+    provision_product_id: int | None = None
+    firmware_versions: dict[str, Any] | None = None
     created_at: datetime
 
 

@@ -170,6 +170,8 @@ class Device(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     is_gateway: Mapped[bool] = mapped_column(Boolean, default=False)
     firmware_versions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    access_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    provision_product_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 
 

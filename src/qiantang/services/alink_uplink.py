@@ -34,11 +34,14 @@ from qiantang.services.ota import OtaService, upgrade_topic
 from qiantang.services.rate_limit import RateLimiter
 from qiantang.services.shadow import ShadowService, shadow_topic
 from qiantang.services.telemetry_state import DeviceStates, LogEntry, MessageLog
+from qiantang.services.thingsboard_uplink import ThingsBoardUplink, is_thingsboard
 
 __all__ = ["AlinkUplink"]
 
 log = logging.getLogger(__name__)
 _UPLINK = {TopicKind.PROPERTY_POST, TopicKind.EVENT_POST, TopicKind.HISTORY_POST}
+#: Marks a deferred ThingsBoard message (its topics are not Alink topics).
+_THINGSBOARD = AlinkTopic("", TopicKind.PROPERTY_POST, "", "")
 _REPLIES = {TopicKind.PROPERTY_SET_REPLY, TopicKind.SERVICE_REPLY, TopicKind.RRPC_RESPONSE}
 _LATER = {
     TopicKind.SHADOW_UPDATE,
@@ -76,6 +79,7 @@ class AlinkUplink:
         self.shadows: ShadowService | None = None
         self.gateways: GatewayService | None = None
         self.ota: OtaService | None = None
+        self.thingsboard: ThingsBoardUplink | None = None
         self._deferred: list[tuple[InboundMessage, AlinkTopic]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -83,16 +87,22 @@ class AlinkUplink:
     async def authenticate(
         self, client_id: str, username: str | None, password: bytes | None, peer: str
     ) -> Identity | None:
-        """Alink signature check against the registry (in a worker thread)."""
-        identity = await asyncio.to_thread(
-            self.authenticator.authenticate_mqtt, client_id, username, password
-        )
+        """Alink signature check against the registry (in a worker thread); a username with
+        no password is a ThingsBoard access token."""
+        if username and not password and "&" not in username and self.thingsboard is not None:
+            identity = await asyncio.to_thread(self.authenticator.authenticate_token, username)
+        else:
+            identity = await asyncio.to_thread(
+                self.authenticator.authenticate_mqtt, client_id, username, password
+            )
         if identity is None:
             log.info("refused MQTT connect from %s (client id %.64s)", peer, client_id)
         return identity
 
     def may_publish(self, identity: Identity, topic: str) -> bool:
         """Only under the device's own topics (a gateway: also its sub-devices')."""
+        if self.thingsboard is not None and is_thingsboard(identity):
+            return self.thingsboard.may_publish(identity, topic)
         if may_publish(topic, identity.product_key, identity.device_name):
             return True
         sub = self._sub_of(identity, topic)
@@ -108,6 +118,8 @@ class AlinkUplink:
         """Only under the device's own topics, wildcards included (a gateway: also under its
         sub-devices'). Subscribing to its shadow topic also delivers desired state the device
         has not applied yet."""
+        if self.thingsboard is not None and is_thingsboard(identity):
+            return self.thingsboard.may_subscribe(identity, topic_filter)
         allowed = may_subscribe(topic_filter, identity.product_key, identity.device_name)
         if not allowed:
             sub = self._sub_of(identity, topic_filter)
@@ -145,7 +157,9 @@ class AlinkUplink:
     async def on_connection(self, identity: Identity, client_id: str, connected: bool) -> None:
         """Online/offline; a change is logged once."""
         now = int(time.time() * 1000)
-        if self.gateways is not None and is_gateway(identity):
+        if self.thingsboard is not None and is_thingsboard(identity):
+            self.thingsboard.connected(identity, client_id, connected)
+        elif self.gateways is not None and is_gateway(identity):
             if connected:
                 await asyncio.to_thread(self.gateways.load, identity.device_id)
             else:
@@ -183,6 +197,9 @@ class AlinkUplink:
     def _handle(self, message: InboundMessage, sink: Accepted) -> tuple[str, bytes] | None:
         identity, now = message.identity, message.received_ms
         self.states.seen(identity.device_id, now)
+        if self.thingsboard is not None and is_thingsboard(identity):
+            self._deferred.append((message, _THINGSBOARD))
+            return None
         try:
             topic = parse_topic(message.topic)
         except AlinkError as err:
@@ -276,6 +293,10 @@ class AlinkUplink:
         self, message: InboundMessage, topic: AlinkTopic, sink: Accepted
     ) -> tuple[str, bytes] | None:
         """Messages that need registry I/O or models not loaded yet."""
+        if topic is _THINGSBOARD and self.thingsboard is not None:
+            part = await self.thingsboard.handle(message)
+            sink.points.extend(part.points)
+            return None
         if topic.kind not in _LATER:  # a sub-device message whose model was not loaded
             await self.core.ensure_models([_product_of(message.identity)])
             if self.core.models.cached(_product_of(message.identity)) is None:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,11 +32,19 @@ from qiantang.services.common import Page, paginate, utcnow
 from qiantang.services.models_cache import ModelCache
 from qiantang.services.telemetry_state import DeviceStates
 
-__all__ = ["CallRequest", "CommandService", "command_history", "get_command"]
+__all__ = ["CallRequest", "CommandService", "DownlinkRoute", "command_history", "get_command"]
 
 log = logging.getLogger(__name__)
 PROPERTY_SET = "property_set"
 SERVICE = "service"
+
+
+class DownlinkRoute(Protocol):
+    """How to reach a device that does not speak Alink."""
+
+    async def send(self, request: CallRequest, rid: str, params: dict[str, Any]) -> str | None:
+        """Send the call; a message string means it is complete without a reply."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +105,7 @@ class CommandService:
         self._models = models
         self._states = states
         self.ingress: MqttIngress | None = None
+        self.other_protocols: Callable[[int], DownlinkRoute | None] | None = None
         self._pending: dict[tuple[int, str], asyncio.Future[alink.AlinkReply]] = {}
         self._trackers: set[asyncio.Task[None]] = set()
 
@@ -150,10 +160,19 @@ class CommandService:
                 None,
             )
         rid = str(command.id)
-        topic, payload = _wire(target, request, call_type, rid, command.params)
         future: asyncio.Future[alink.AlinkReply] = asyncio.get_running_loop().create_future()
         self._pending[(target.device.id, rid)] = future
-        await self.ingress.publish(topic, payload, qos=1)
+        route = self.other_protocols(target.device.id) if self.other_protocols else None
+        if route is not None:  # e.g. a ThingsBoard device: RPC / shared attributes
+            answered = await route.send(request, rid, command.params)
+            if answered:  # a protocol without replies to this call: delivered is done
+                self._pending.pop((target.device.id, rid), None)
+                return await asyncio.to_thread(
+                    self._finish, command.id, "replied", 200, answered, None
+                )
+        else:
+            topic, payload = _wire(target, request, call_type, rid, command.params)
+            await self.ingress.publish(topic, payload, qos=1)
         command = await asyncio.to_thread(self._mark_sent, command.id)
         tracker = asyncio.create_task(
             self._track(command.id, target.device.id, rid, future, request)
@@ -226,7 +245,10 @@ class CommandService:
             reply = alink.decode_reply(payload)
         except AlinkError as err:
             return f"unreadable reply: {err.reply_message()}"
-        rid = rid_hint or reply.id
+        return self.resolve(device_id, rid_hint or reply.id, reply)
+
+    def resolve(self, device_id: int, rid: str, reply: alink.AlinkReply) -> str:
+        """Match an answer (of any protocol) to the call it answers."""
         future = self._pending.get((device_id, rid))
         if future is None or future.done():
             return f"reply to unknown or finished call {rid}"

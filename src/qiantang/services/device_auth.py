@@ -5,6 +5,7 @@ Runs once per connection; the identity then travels with every message of the se
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from sqlalchemy import select
@@ -22,12 +23,19 @@ __all__ = ["DeviceAuthenticator", "DeviceContext"]
 class DeviceContext:
     """What the pipeline needs about a device beyond its identity: its product and model."""
 
-    __slots__ = ("is_gateway", "product_id", "thing_model_version")
+    __slots__ = ("is_gateway", "product_id", "protocol", "thing_model_version")
 
-    def __init__(self, product_id: int, thing_model_version: int, is_gateway: bool = False) -> None:
+    def __init__(
+        self,
+        product_id: int,
+        thing_model_version: int,
+        is_gateway: bool = False,
+        protocol: str = "alink",
+    ) -> None:
         self.product_id = product_id
         self.thing_model_version = thing_model_version
         self.is_gateway = is_gateway
+        self.protocol = protocol
 
 
 class DeviceAuthenticator:
@@ -47,8 +55,10 @@ class DeviceAuthenticator:
             raise LookupError("unknown device")
         return row[0], row[1]
 
-    def _identity(self, device: Device, product: Product) -> Identity:
-        context = DeviceContext(product.id, product.thing_model_version, device.is_gateway)
+    def _identity(self, device: Device, product: Product, protocol: str = "alink") -> Identity:
+        context = DeviceContext(
+            product.id, product.thing_model_version, device.is_gateway, protocol
+        )
         return Identity(
             device.id, product.product_key, device.device_name, device.enterprise_id, context
         )
@@ -75,6 +85,19 @@ class DeviceAuthenticator:
             if not verify(connect, secret, text):
                 return None
             return self._identity(device, product)
+
+    def authenticate_token(self, token: str) -> Identity | None:
+        """The identity behind a ThingsBoard-style access token, or None."""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self._sessions() as db:
+            row = db.execute(
+                select(Device, Product)
+                .join(Product, Product.id == Device.product_id)
+                .where(Device.access_token_hash == digest)
+            ).first()
+            if row is None or not row[0].enabled:
+                return None
+            return self._identity(row[0], row[1], "thingsboard")
 
     def authenticate_secret(
         self, product_key: str, device_name: str, secret: str

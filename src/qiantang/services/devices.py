@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets as secrets_module
+import string
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -20,6 +23,7 @@ __all__ = [
     "create_device",
     "delete_device",
     "get_device",
+    "issue_access_token",
     "list_devices",
     "rotate_secret",
     "update_device",
@@ -27,14 +31,18 @@ __all__ = [
 ]
 
 _DEVICE_NAME = re.compile(r"^[A-Za-z0-9_\-@.:]{4,32}$")
+_ALNUM = string.ascii_letters + string.digits
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceChange:
-    """Fields a PATCH may change; None leaves a field as it is."""
+    """Fields a PATCH may change; None leaves a field as it is. `provision_product_id`
+    (gateways): the product unknown devices announced by the gateway are created in;
+    0 switches auto-provisioning off."""
 
     nickname: str | None = None
     enabled: bool | None = None
+    provision_product_id: int | None = None
 
 
 def validate_device_name(name: str, field: str = "device_name") -> str:
@@ -124,8 +132,36 @@ def update_device(db: Session, who: Principal, device_id: int, change: DeviceCha
         device.nickname = change.nickname
     if change.enabled is not None:
         device.enabled = change.enabled
+    if change.provision_product_id is not None:
+        device.provision_product_id = _provision_product(db, device, change.provision_product_id)
     db.commit()
     return device
+
+
+def _provision_product(db: Session, device: Device, product_id: int) -> int | None:
+    if product_id == 0:
+        return None
+    if not device.is_gateway:
+        raise InvalidInput.of("provision_product_id", "gateway", "only gateways provision devices")
+    product = db.get(Product, product_id)
+    if product is None or product.enterprise_id != device.enterprise_id:
+        raise InvalidInput.of("provision_product_id", "exists", "no such product of yours")
+    return product.id
+
+
+def issue_access_token(db: Session, who: Principal, device_id: int) -> tuple[Device, str]:
+    """A new access token (ThingsBoard-style MQTT username), shown once; the old one stops
+    working. Only its SHA-256 is kept: the token has 160 random bits."""
+    device = _writable(db, who, device_id)
+    token = token_urlsafe_alnum(20)
+    device.access_token_hash = hashlib.sha256(token.encode()).hexdigest()
+    db.commit()
+    return device, token
+
+
+def token_urlsafe_alnum(length: int) -> str:
+    """Random letters and digits (tokens travel as MQTT usernames)."""
+    return "".join(secrets_module.choice(_ALNUM) for _ in range(length))
 
 
 def rotate_secret(

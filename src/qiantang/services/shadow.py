@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from qiantang.domain.access import Principal
@@ -72,17 +73,24 @@ class ShadowService:
 
     @staticmethod
     def _load(db: Session, device_id: int) -> Shadow:
+        """The device's shadow, created empty on first use (a concurrent creation wins)."""
         shadow = db.get(Shadow, device_id)
-        if shadow is None:
-            shadow = Shadow(
-                device_id=device_id,
-                reported={},
-                desired={},
-                metadata_={},
-                version=0,
-                updated_at=utcnow(),
-            )
-            db.add(shadow)
+        if shadow is not None:
+            return shadow
+        try:
+            with db.begin_nested():
+                shadow = Shadow(
+                    device_id=device_id,
+                    reported={},
+                    desired={},
+                    metadata_={},
+                    version=0,
+                    updated_at=utcnow(),
+                )
+                db.add(shadow)
+        except IntegrityError:
+            shadow = db.get(Shadow, device_id, populate_existing=True)
+            assert shadow is not None
         return shadow
 
     @staticmethod
@@ -185,6 +193,28 @@ class ShadowService:
         _, errors = model.validate_properties(values)
         if errors:
             raise InvalidInput(errors).prefixed("desired")
+
+    def report_attributes(self, device_id: int, values: dict[str, Any]) -> int:
+        """Client attributes (ThingsBoard) merged into the reported state; no version check
+        (the protocol has none). Returns the new version."""
+        with self._sessions() as db:
+            shadow = self._load(db, device_id)
+            now_s = int(time.time())
+            reported = _merge(dict(shadow.reported), values)
+            meta = dict(shadow.metadata_)
+            meta["reported"] = _stamped(meta.get("reported", {}), reported, values, now_s)
+            shadow.reported, shadow.metadata_ = reported, meta
+            shadow.version, shadow.updated_at = shadow.version + 1, utcnow()
+            db.commit()
+            return shadow.version
+
+    def attributes(self, device_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(client = reported, shared = desired) attributes of a device."""
+        with self._sessions() as db:
+            shadow = db.get(Shadow, device_id)
+            if shadow is None:
+                return {}, {}
+            return dict(shadow.reported), dict(shadow.desired)
 
     def pending_control(self, device_id: int) -> bytes | None:
         """The control message for desired state not yet applied, if any."""

@@ -16,6 +16,7 @@ from qiantang.services.models_cache import ModelCache
 from qiantang.services.ota import OtaService
 from qiantang.services.shadow import ShadowService
 from qiantang.services.telemetry_state import DeviceStates, MessageLog
+from qiantang.services.thingsboard_uplink import ThingsBoardUplink
 
 __all__ = ["Telemetry"]
 
@@ -34,6 +35,7 @@ class Telemetry:
     commands: CommandService
     shadows: ShadowService
     ota: OtaService
+    thingsboard: ThingsBoardUplink
     ingress: MqttIngress | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from qiantang.api.deps import Caller, Db, RuntimeDep
@@ -62,6 +64,13 @@ def rotate_secret(device_id: int, db: Db, who: Caller, rt: RuntimeDep) -> Device
     """A new secret, shown this once; the old one stops working."""
     device, secret = svc.rotate_secret(db, who, rt.device_secrets, device_id)
     return _with_secret(db, device, secret)
+
+
+@router.post("/{device_id}/access-token")
+def issue_access_token(device_id: int, db: Db, who: Caller) -> dict[str, Any]:
+    """A ThingsBoard-style access token (the MQTT username), shown this once."""
+    device, token = svc.issue_access_token(db, who, device_id)
+    return {"device_id": device.id, "access_token": token}
 
 
 @router.delete("/{device_id}", status_code=204)

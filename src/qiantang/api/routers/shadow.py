@@ -63,6 +63,11 @@ async def set_desired(device_id: int, body: DesiredIn, who: Caller, rt: RuntimeD
         live.shadows.set_desired, who, device_id, body.desired, body.version
     )
     online = live.states.get(device_id).online
-    if online and live.ingress is not None:
+    route = live.thingsboard.route(device_id)
+    if route is not None:  # ThingsBoard: shared attributes pushed as they change
+        changes = {k: v for k, v in body.desired.items() if v is not None}
+        topic, control = route.shared_attributes(changes)
+        await live.thingsboard.send(route.client_id, topic, control)
+    elif online and live.ingress is not None:
         await live.ingress.publish(topic, control, qos=1)
     return _out(shadow, delivered=online)
