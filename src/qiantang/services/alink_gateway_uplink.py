@@ -10,7 +10,18 @@ from qiantang.services.device_auth import DeviceContext
 from qiantang.services.gateway import TOPO_NOT_FOUND, GatewayService
 from qiantang.services.ingest import Accepted, IngestCore, Reading
 
-__all__ = ["gateway_request", "pack_post", "topic_owner"]
+__all__ = ["gateway_request", "pack_post", "topic_matches", "topic_owner"]
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT 3.1.1 matching of one filter against one topic."""
+    want, have = topic_filter.split("/"), topic.split("/")
+    for i, level in enumerate(want):
+        if level == "#":
+            return True
+        if i >= len(have) or (level != "+" and level != have[i]):
+            return False
+    return len(want) == len(have)
 
 
 def topic_owner(topic: str) -> tuple[str, str] | None:

@@ -25,7 +25,12 @@ from qiantang.protocols.alink_topics import (
     may_subscribe,
     parse_topic,
 )
-from qiantang.services.alink_gateway_uplink import gateway_request, pack_post, topic_owner
+from qiantang.services.alink_gateway_uplink import (
+    gateway_request,
+    pack_post,
+    topic_matches,
+    topic_owner,
+)
 from qiantang.services.commands import CommandService
 from qiantang.services.device_auth import DeviceAuthenticator, DeviceContext
 from qiantang.services.gateway import GatewayService, SubDevice, is_gateway
@@ -82,6 +87,10 @@ class AlinkUplink:
         self.thingsboard: ThingsBoardUplink | None = None
         self._deferred: list[tuple[InboundMessage, AlinkTopic]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        # replies go straight to the connection that asked, if it subscribed to them:
+        # a broker-wide publish would scan every subscription of every device per reply
+        self._subscriptions: dict[int, set[str]] = {}  # connection's device id -> filters
+        self._client_device: dict[str, int] = {}  # client id -> connection's device id
 
     # --- IngressHooks ------------------------------------------------------------------------
     async def authenticate(
@@ -120,6 +129,12 @@ class AlinkUplink:
         has not applied yet."""
         if self.thingsboard is not None and is_thingsboard(identity):
             return self.thingsboard.may_subscribe(identity, topic_filter)
+        allowed = self._may_subscribe(identity, topic_filter)
+        if allowed:
+            self._subscriptions.setdefault(identity.device_id, set()).add(topic_filter)
+        return allowed
+
+    def _may_subscribe(self, identity: Identity, topic_filter: str) -> bool:
         allowed = may_subscribe(topic_filter, identity.product_key, identity.device_name)
         if not allowed:
             sub = self._sub_of(identity, topic_filter)
@@ -157,6 +172,10 @@ class AlinkUplink:
     async def on_connection(self, identity: Identity, client_id: str, connected: bool) -> None:
         """Online/offline; a change is logged once."""
         now = int(time.time() * 1000)
+        # subscriptions are kept across reconnects: connection events reach us through the
+        # handover queue and may arrive after the new session's SUBSCRIBE was already checked
+        if connected:
+            self._client_device[client_id] = identity.device_id
         if self.thingsboard is not None and is_thingsboard(identity):
             self.thingsboard.connected(identity, client_id, connected)
         elif self.gateways is not None and is_gateway(identity):
@@ -176,22 +195,29 @@ class AlinkUplink:
         """Validate a batch, store what passes, reply to each message."""
         await self.core.ensure_models(_product_of(m.identity) for m in batch)
         accepted = Accepted()
-        replies: list[tuple[str, bytes]] = []
+        replies: list[tuple[str, str, bytes]] = []  # (client id, topic, payload)
         self._deferred = []
         for message in batch:
             reply = self._handle(message, accepted)
             if reply is not None:
-                replies.append(reply)
+                replies.append((message.client_id, *reply))
         while self._deferred:  # handling one may defer another (a sub-device's shadow)
             deferred, self._deferred = self._deferred, []
             for message, topic in deferred:
                 reply = await self._handle_later(message, topic, accepted)
                 if reply is not None:
-                    replies.append(reply)
+                    replies.append((message.client_id, *reply))
         await self.core.store_all(accepted.points, accepted.events)
         if self.ingress is not None:
-            for reply_topic, payload in replies:
-                await self.ingress.publish(reply_topic, payload)
+            for client_id, reply_topic, payload in replies:
+                if self._wants(client_id, reply_topic):
+                    await self.ingress.publish_to(client_id, reply_topic, payload)
+
+    def _wants(self, client_id: str, topic: str) -> bool:
+        """Whether the connection subscribed to a filter matching `topic`."""
+        device_id = self._client_device.get(client_id)
+        filters = self._subscriptions.get(device_id, ()) if device_id is not None else ()
+        return any(topic_matches(f, topic) for f in filters)
 
     # --- one message -------------------------------------------------------------------------
     def _handle(self, message: InboundMessage, sink: Accepted) -> tuple[str, bytes] | None:
