@@ -91,6 +91,7 @@ class AlinkUplink:
         # a broker-wide publish would scan every subscription of every device per reply
         self._subscriptions: dict[int, set[str]] = {}  # connection's device id -> filters
         self._client_device: dict[str, int] = {}  # client id -> connection's device id
+        self._connections: dict[int, set[str]] = {}  # device id -> live client ids
 
     # --- IngressHooks ------------------------------------------------------------------------
     async def authenticate(
@@ -176,6 +177,16 @@ class AlinkUplink:
         # handover queue and may arrive after the new session's SUBSCRIBE was already checked
         if connected:
             self._client_device[client_id] = identity.device_id
+        # a device may hold several connections (different client ids): it goes offline, and a
+        # gateway lets go of its sub-devices, only when the last one closes
+        clients = self._connections.setdefault(identity.device_id, set())
+        if connected:
+            clients.add(client_id)  # a takeover reports the same client id again
+        else:
+            clients.discard(client_id)
+            if clients:
+                return
+            del self._connections[identity.device_id]
         if self.thingsboard is not None and is_thingsboard(identity):
             self.thingsboard.connected(identity, client_id, connected)
         elif self.gateways is not None and is_gateway(identity):

@@ -58,24 +58,35 @@ class IngestCore:
             out.errors.append(FieldError("product", "exists", "the device's product is gone"))
             return out
         oldest, newest = now_ms - self.max_age_ms, now_ms + MAX_FUTURE_MS
-        values: dict[str, object] = {}
+        chunk: dict[str, tuple[Value, int]] = {}
         for identifier, value, ts in readings:
-            if oldest <= ts <= newest:
-                values[identifier] = value
-            else:
+            if not oldest <= ts <= newest:
                 out.errors.append(
                     FieldError(
                         f"{identifier}.time", "time_window", "timestamp outside the allowed window"
                     )
                 )
-        accepted, errors = model.validate_properties(values)
-        out.errors.extend(errors)
-        out.points = [
-            Point(ts, device_id, identifier, accepted[identifier])
-            for identifier, _, ts in readings
-            if identifier in accepted
-        ]
+            elif identifier in chunk:  # several readings of one property (history): validate
+                self._validate(model, device_id, chunk, out)  # them chunk by chunk
+                chunk = {identifier: (value, ts)}
+            else:
+                chunk[identifier] = (value, ts)
+        self._validate(model, device_id, chunk, out)
         return out
+
+    @staticmethod
+    def _validate(
+        model: CompiledModel, device_id: int, chunk: dict[str, tuple[Value, int]], out: Accepted
+    ) -> None:
+        if not chunk:
+            return
+        accepted, errors = model.validate_properties({k: v for k, (v, _) in chunk.items()})
+        out.errors.extend(errors)
+        out.points.extend(
+            Point(ts, device_id, identifier, accepted[identifier])
+            for identifier, (_, ts) in chunk.items()
+            if identifier in accepted
+        )
 
     def event(
         self,
