@@ -15,37 +15,14 @@ import pytest
 
 from tests.conftest import Server
 from tests.e2e.test_alink_telemetry import MODEL, wait_for
-from tests.helpers.codes import credit_code
 from tests.helpers.mqtt import Device
+from tests.helpers.tenants import enterprise_with_user
 
 
 @pytest.fixture(scope="module")
 def rig(server: Server) -> dict[str, Any]:
     op = server.client(server.operator_key)
-    ent = op.post(
-        "/enterprises",
-        json={
-            "name": "升级测试厂",
-            "credit_code": credit_code("91330200MA2B00091"),
-            "industry_code": "C34",
-            "region_code": "330200",
-            "home_platform_id": server.base_id,
-        },
-    ).json()
-    op.post(
-        "/users",
-        json={
-            "username": "ota-eng",
-            "password": "ota-eng-pw",
-            "role": "engineer",
-            "enterprise_id": ent["id"],
-        },
-    )
-    eng = server.client(
-        server.client()
-        .post("/auth/login", json={"username": "ota-eng", "password": "ota-eng-pw"})
-        .json()["token"]
-    )
+    eng, ent = enterprise_with_user(server, "升级测试厂", "91330200MA2B00091", "ota-eng")
     product = eng.post(
         "/products", json={"enterprise_id": ent["id"], "name": "控制器", "thing_model": MODEL}
     ).json()

@@ -10,37 +10,14 @@ import pytest
 
 from tests.conftest import Server
 from tests.e2e.test_downlink import MODEL
-from tests.helpers.codes import credit_code
 from tests.helpers.mqtt import Device
+from tests.helpers.tenants import enterprise_with_user
 
 
 @pytest.fixture(scope="module")
 def rig(server: Server) -> dict[str, Any]:
     op = server.client(server.operator_key)
-    ent = op.post(
-        "/enterprises",
-        json={
-            "name": "影子测试厂",
-            "credit_code": credit_code("91330200MA2B00071"),
-            "industry_code": "C34",
-            "region_code": "330200",
-            "home_platform_id": server.base_id,
-        },
-    ).json()
-    op.post(
-        "/users",
-        json={
-            "username": "sh-eng",
-            "password": "sh-eng-pw",
-            "role": "engineer",
-            "enterprise_id": ent["id"],
-        },
-    )
-    eng = server.client(
-        server.client()
-        .post("/auth/login", json={"username": "sh-eng", "password": "sh-eng-pw"})
-        .json()["token"]
-    )
+    eng, ent = enterprise_with_user(server, "影子测试厂", "91330200MA2B00071", "sh-eng")
     product = eng.post(
         "/products", json={"enterprise_id": ent["id"], "name": "调速器", "thing_model": MODEL}
     ).json()
