@@ -222,18 +222,20 @@ def start_server(
         "QIANTANG_DEVICE_BURST": "1000000",
         **(extra_env or {}),
     }
-    out = subprocess.run(
+    done = subprocess.run(
         _cli("admin", "bootstrap", "--password", OPERATOR_PASSWORD),
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
-        check=True,
-    ).stdout
-    key = re.search(r"API key \(shown once\): (\S+)", out)
-    base = re.search(r"base platform id (\d+)", out)
-    if key is None or base is None:
-        raise RuntimeError(f"unexpected bootstrap output: {out!r}")
+        check=False,
+    )
+    key = re.search(r"API key \(shown once\): (\S+)", done.stdout)
+    base = re.search(r"base platform id (\d+)", done.stdout)
+    if done.returncode != 0 or key is None or base is None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+        raise RuntimeError("qiantang admin bootstrap failed: " + " | ".join(tail))
     log_path = tmp / "server.log"
     with open(log_path, "wb") as log:
         cmd = _cli("serve")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -103,6 +104,11 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
 @asynccontextmanager
 async def telemetry_lifespan(app: FastAPI) -> AsyncIterator[None]:
     runtime: Runtime = app.state.runtime
+    # Points wait up to 250 ms for the store, so they outlive young collections and make the
+    # cyclic GC run full collections of the whole heap about once a second (220-400 ms each,
+    # measured by bench/ingest.py, docs/performance.md); rarer young collections keep it off
+    # the hot path. Reference counting still frees everything acyclic at once.
+    gc.set_threshold(10_000, 50, 50)
     runtime.telemetry = await open_telemetry(runtime)
     try:
         yield

@@ -129,6 +129,11 @@ class _Running:
     watchdog: asyncio.Task[None]
 
 
+# amqtt logs one INFO line per uplink message ("not allowed to publish"), because the plugin
+# refuses to relay every device PUBLISH on purpose: keep its broker logger to warnings.
+logging.getLogger("amqtt.broker").setLevel(logging.WARNING)
+
+
 class AmqttIngress:
     """`MqttIngress` on an amqtt broker running in this process and event loop."""
 
