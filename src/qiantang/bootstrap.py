@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from qiantang.adapters.broker.amqtt_ingress import AmqttIngress, TlsConfig
+from qiantang.adapters.bus.memory_bus import InMemoryBus
 from qiantang.adapters.timeseries.duckdb_store import DuckDBTimeSeriesStore
 from qiantang.api.app import create_app
 from qiantang.api.deps import Runtime
+from qiantang.ports.bus import BusBatch, StateChange, TelemetryBus
 from qiantang.registry.database import make_engine, make_sessionmaker, upgrade
 from qiantang.services.alink_uplink import AlinkUplink
 from qiantang.services.commands import CommandService
@@ -52,9 +54,11 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
     store = await DuckDBTimeSeriesStore.open(settings.data_dir / "telemetry.duckdb")
     models = ModelCache(runtime.sessions)
     max_age_ms = settings.max_telemetry_age_days * 86_400_000
-    core = IngestCore(store, models, max_age_ms)
+    bus = InMemoryBus()
+    core = IngestCore(store, models, max_age_ms, bus)
     authenticator = DeviceAuthenticator(runtime.sessions, runtime.device_secrets)
     states, message_log = DeviceStates(), MessageLog(settings.message_log_size)
+    states.listener = _publish_state_changes(bus)
     limiter = RateLimiter(settings.device_rate_per_s, settings.device_burst)
     uplink = AlinkUplink(authenticator, core, states, message_log, limiter)
     commands = CommandService(runtime.sessions, models, states)
@@ -80,6 +84,7 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
         shadows,
         ota,
         thingsboard,
+        bus,
     )
     retention = RetentionJob(runtime.sessions, store, settings.retention_days)
     telemetry.background.append(
@@ -99,6 +104,25 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
         telemetry.ingress = ingress
         log.info("MQTT broker on %s:%s", settings.mqtt_host, settings.mqtt_port)
     return telemetry
+
+
+def _publish_state_changes(bus: TelemetryBus) -> Callable[[int, int, bool], None]:
+    """A `DeviceStates` listener that publishes on the bus from the loop's thread (gateway
+    sub-device logins change states in worker threads)."""
+    loop = asyncio.get_running_loop()
+
+    def publish(device_id: int, now_ms: int, online: bool) -> None:
+        batch = BusBatch(states=(StateChange(now_ms, device_id, online),))
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if here is loop:
+            bus.publish(batch)
+        else:
+            loop.call_soon_threadsafe(bus.publish, batch)
+
+    return publish
 
 
 @asynccontextmanager

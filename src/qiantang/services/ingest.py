@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from qiantang.domain.errors import FieldError
 from qiantang.domain.telemetry import EventRecord, Point, Value
 from qiantang.domain.validation import CompiledModel
+from qiantang.ports.bus import BusBatch, TelemetryBus
 from qiantang.ports.timeseries import TimeSeriesStore
 from qiantang.services.models_cache import ModelCache
 
@@ -36,12 +37,20 @@ class Accepted:
 
 
 class IngestCore:
-    """Validates readings against compiled models and appends what passes to the store."""
+    """Validates readings against compiled models, appends what passes to the store and
+    publishes it on the bus (rules, live feed)."""
 
-    def __init__(self, store: TimeSeriesStore, models: ModelCache, max_age_ms: int) -> None:
+    def __init__(
+        self,
+        store: TimeSeriesStore,
+        models: ModelCache,
+        max_age_ms: int,
+        bus: TelemetryBus | None = None,
+    ) -> None:
         self.store = store
         self.models = models
         self.max_age_ms = max_age_ms
+        self.bus = bus
 
     async def ensure_models(self, product_ids: Iterable[int]) -> None:
         """Compile any model not loaded yet (in a worker thread: it reads the registry)."""
@@ -110,8 +119,11 @@ class IngestCore:
         return out
 
     async def store_all(self, points: list[Point], events: list[EventRecord]) -> None:
-        """Queue everything accepted for the store (which batches and flushes)."""
+        """Queue everything accepted for the store (which batches and flushes), then publish
+        it on the bus. The store comes first: a slow consumer never costs stored data."""
         if points:
             await self.store.append(points)
         if events:
             await self.store.append_events(events)
+        if self.bus is not None and (points or events):
+            self.bus.publish(BusBatch(points, events))

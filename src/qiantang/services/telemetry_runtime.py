@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
+from qiantang.ports.bus import TelemetryBus
 from qiantang.ports.ingress import MqttIngress
 from qiantang.ports.timeseries import TimeSeriesStore
 from qiantang.services.alink_uplink import AlinkUplink
@@ -36,6 +37,7 @@ class Telemetry:
     shadows: ShadowService
     ota: OtaService
     thingsboard: ThingsBoardUplink
+    bus: TelemetryBus
     ingress: MqttIngress | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -50,4 +52,5 @@ class Telemetry:
         await self.commands.close()
         if self.ingress is not None:
             await self.ingress.stop()
+        self.bus.close()
         await self.store.close()

@@ -7,6 +7,7 @@ Both live in the process; a restart starts with every device offline and empty l
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["DeviceStates", "LogEntry", "MessageLog", "StateRecord"]
@@ -53,10 +54,14 @@ class StateRecord:
 
 
 class DeviceStates:
-    """Online/offline and last seen per device."""
+    """Online/offline and last seen per device.
+
+    `listener`, when set, is called with ``(device_id, now_ms, online)`` on every change (the
+    composition root points it at the bus)."""
 
     def __init__(self) -> None:
         self._states: dict[int, StateRecord] = {}
+        self.listener: Callable[[int, int, bool], None] | None = None
 
     def connected(self, device_id: int, now_ms: int, online: bool) -> bool:
         """Record a connect or disconnect; returns whether the state changed."""
@@ -65,6 +70,8 @@ class DeviceStates:
         if changed:
             record.online, record.since_ms = online, now_ms
         record.last_seen_ms = max(record.last_seen_ms, now_ms)
+        if changed and self.listener is not None:
+            self.listener(device_id, now_ms, online)
         return changed
 
     def seen(self, device_id: int, now_ms: int) -> None:
