@@ -20,6 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "Alarm",
     "ApiKey",
     "Base",
     "Command",
@@ -32,6 +33,8 @@ __all__ = [
     "Platform",
     "Product",
     "RoleBinding",
+    "Rule",
+    "RuleTemplate",
     "Setting",
     "Shadow",
     "Template",
@@ -297,3 +300,65 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
     last_used_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RuleTemplate(Base):
+    """A rule a platform publishes to its subtree; enterprises copy it into their own rules."""
+
+    __tablename__ = "rule_templates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform_id: Mapped[int] = mapped_column(ForeignKey("platforms.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    condition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    alarm: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    actions: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Rule(Base):
+    """An enterprise's rule over one product's devices (or one device): a condition, an
+    optional alarm and actions. A rule that failed at run time has `enabled` false and says
+    why in `disabled_reason`."""
+
+    __tablename__ = "rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
+    device_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    template_id: Mapped[int | None] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str] = mapped_column(Text, default="")
+    condition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    alarm: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    actions: Mapped[list[Any]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Alarm(Base):
+    """One alarm of a rule on a device: active -> acknowledged -> cleared. Repeats while it
+    is open add to `count` and move `last_ms`; cleared alarms stay as history. Times in ms."""
+
+    __tablename__ = "alarms"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(Integer, index=True)
+    device_id: Mapped[int] = mapped_column(Integer, index=True)
+    product_id: Mapped[int] = mapped_column(Integer)
+    enterprise_id: Mapped[int] = mapped_column(Integer, index=True)
+    rule_name: Mapped[str] = mapped_column(String(128))
+    severity: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    message_zh: Mapped[str] = mapped_column(Text, default="")
+    message_en: Mapped[str] = mapped_column(Text, default="")
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    count: Mapped[int] = mapped_column(BigInteger)
+    raised_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    last_ms: Mapped[int] = mapped_column(BigInteger)
+    acknowledged_ms: Mapped[int | None] = mapped_column(BigInteger)
+    acknowledged_by: Mapped[int | None] = mapped_column(Integer)
+    cleared_ms: Mapped[int | None] = mapped_column(BigInteger)
+    cleared_by: Mapped[int | None] = mapped_column(Integer)
+    clear_reason: Mapped[str] = mapped_column(String(16), default="")
