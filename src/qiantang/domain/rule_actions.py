@@ -33,6 +33,7 @@ import msgspec
 
 from qiantang.domain.errors import FieldError, InvalidInput
 from qiantang.domain.expressions import ExpressionError, compile_expression
+from qiantang.domain.validation import CompiledModel
 
 __all__ = [
     "ACTION_TYPES",
@@ -42,6 +43,7 @@ __all__ = [
     "DeriveAction",
     "SetPropertyAction",
     "WebhookAction",
+    "check_against_model",
     "expression_of",
     "expression_texts",
     "parse_actions",
@@ -343,3 +345,45 @@ def public_actions(actions: list[ActionSpec]) -> list[dict[str, Any]]:
             item["has_secret"] = bool(spec.secret or spec.sealed_secret)
         shown.append(item)
     return shown
+
+
+def _model_errors(spec: ActionSpec, model: CompiledModel, prefix: str) -> list[FieldError]:
+    props = {p.identifier: p for p in model.model.properties}
+    errors: list[FieldError] = []
+    if isinstance(spec, DeriveAction) and spec.property not in props:
+        errors.append(
+            FieldError(f"{prefix}.property", "unknown_property", "not in the product's thing model")
+        )
+    elif isinstance(spec, SetPropertyAction) and spec.device_id is None:
+        for key in spec.properties:
+            if key not in props:
+                errors.append(
+                    FieldError(f"{prefix}.properties.{key}", "unknown_property", "not in the model")
+                )
+            elif props[key].access_mode != "rw":
+                errors.append(
+                    FieldError(
+                        f"{prefix}.properties.{key}", "read_only", "the property is read-only"
+                    )
+                )
+    elif (
+        isinstance(spec, CallServiceAction)
+        and spec.device_id is None
+        and not any(s.identifier == spec.service for s in model.model.services)
+    ):
+        errors.append(
+            FieldError(f"{prefix}.service", "unknown_service", "no such service in the model")
+        )
+    return errors
+
+
+def check_against_model(
+    actions: list[ActionSpec], model: CompiledModel, field: str = "actions"
+) -> None:
+    """Refuse, at rule creation, actions the rule's product cannot take: a derive of a
+    property the thing model lacks, a set of an unknown or read-only property, an unknown
+    service (actions aimed at another `device_id` are checked when they run). Positions are
+    those of `actions`. Raises `InvalidInput` naming ``actions[i].property`` and so on."""
+    errors = [e for i, s in enumerate(actions) for e in _model_errors(s, model, f"{field}[{i}]")]
+    if errors:
+        raise InvalidInput(errors)
