@@ -169,7 +169,7 @@ def _params(errors: _Errors, obj: Mapping[str, Any], key: str, required: bool) -
 def _common(errors: _Errors, obj: Mapping[str, Any]) -> None:
     on = obj.get("on")
     if on is not None and (
-        not isinstance(on, list) or not on or any(t not in TRANSITIONS for t in on)
+        not isinstance(on, list | tuple) or not on or any(t not in TRANSITIONS for t in on)
     ):
         errors.add("on", "transitions", f"a non-empty list of {', '.join(TRANSITIONS)}")
     timeout = obj.get("timeout_s")
