@@ -1,4 +1,5 @@
-"""The embedded MQTT ingress: an amqtt 0.12 broker (MQTT 3.1.1) inside the platform process.
+"""The embedded MQTT ingress: an amqtt 0.12 broker (MQTT 3.1.1) inside the platform process,
+with MQTT 5 clients translated (`qiantang.adapters.broker.mqtt5_streams`).
 
 How it hooks in. amqtt is started with a config whose ``plugins`` section names one plugin,
 `QiantangBrokerPlugin`, with a `PluginBinding` (hooks, handover queue, counters) as its
@@ -54,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,7 @@ from qiantang.adapters.broker.amqtt_plugin import (
     close_connection,
 )
 from qiantang.adapters.broker.handover import BatchHandover
+from qiantang.adapters.broker.mqtt5_streams import MqttListener
 from qiantang.domain.errors import InvalidInput
 from qiantang.ports.ingress import (
     MESSAGES_IN,
@@ -113,12 +116,14 @@ def _check_topic(topic: str, qos: int) -> None:
         )
 
 
-async def _close_listeners(broker: Any) -> None:
-    """Close what a failed ``Broker.start`` bound: amqtt leaves the listeners it managed to
-    open running when a later one fails (e.g. the TLS port is taken)."""
-    for server in getattr(broker, "_servers", {}).values():
-        with contextlib.suppress(Exception):
-            await server.close_instance()
+def _ssl_context(tls: TlsConfig) -> ssl.SSLContext:
+    """As amqtt builds it for a TLS listener: client certificates optional."""
+    context = ssl.create_default_context(
+        ssl.Purpose.CLIENT_AUTH, cafile=str(tls.cafile) if tls.cafile else None
+    )
+    context.load_cert_chain(str(tls.certfile), str(tls.keyfile))
+    context.verify_mode = ssl.CERT_OPTIONAL
+    return context
 
 
 @dataclass(slots=True)
@@ -127,6 +132,7 @@ class _Running:
     binding: PluginBinding
     handover: BatchHandover
     watchdog: asyncio.Task[None]
+    listeners: list[MqttListener]
 
 
 # amqtt logs one INFO line per uplink message ("not allowed to publish"), because the plugin
@@ -167,19 +173,28 @@ class AmqttIngress:
         self._sends: set[asyncio.Future[Any]] = set()
 
     def _broker_config(self, binding: PluginBinding) -> dict[str, Any]:
+        # "external": amqtt serves connections handed to it by `MqttListener` (its "bind"
+        # is only the key amqtt registers an external listener under)
         listeners: dict[str, dict[str, Any]] = {
-            "default": {"type": "tcp", "bind": _bind(self._host, self._port)},
+            "default": {"type": "external", "bind": _bind(self._host, self._port)},
         }
         if self._tls is not None:
-            listeners["tls"] = {
-                "type": "tcp",
-                "bind": _bind(self._host, self._tls.port),
-                "ssl": True,
-                "certfile": str(self._tls.certfile),
-                "keyfile": str(self._tls.keyfile),
-                "cafile": str(self._tls.cafile) if self._tls.cafile else None,
-            }
+            listeners["tls"] = {"type": "external", "bind": _bind(self._host, self._tls.port)}
         return {"listeners": listeners, "plugins": {_PLUGIN_PATH: {"binding": binding}}}
+
+    def _listeners(self, broker: Any) -> list[MqttListener]:
+        def handoff(name: str) -> Any:
+            async def connected(reader: Any, writer: Any) -> None:
+                await broker.external_connected(reader, writer, name)
+
+            return connected
+
+        found = [MqttListener(handoff("default"), self._host, self._port)]
+        if self._tls is not None:
+            found.append(
+                MqttListener(handoff("tls"), self._host, self._tls.port, _ssl_context(self._tls))
+            )
+        return found
 
     async def start(self) -> None:
         """Bind the listeners and start accepting connections."""
@@ -189,13 +204,20 @@ class AmqttIngress:
         handover = BatchHandover(self._hooks, self._batch_size, self._batch_delay_s)
         binding = PluginBinding(self._hooks, handover, self._counters)
         broker: Any = None
+        listeners: list[MqttListener] = []
         try:
             broker = Broker(self._broker_config(binding))
             binding.broker = broker
             await broker.start()
+            for listener in self._listeners(broker):
+                await listener.start()
+                listeners.append(listener)
         except Exception as err:  # amqtt wraps bind and plugin errors in its own types
+            for listener in listeners:
+                await listener.close()
             if broker is not None:
-                await _close_listeners(broker)
+                with contextlib.suppress(Exception):
+                    await broker.shutdown()
             raise IngressError(
                 f"cannot start the MQTT broker on {_bind(self._host, self._port)}: {err}"
             ) from err
@@ -203,7 +225,7 @@ class AmqttIngress:
         watchdog = asyncio.create_task(
             self._housekeeping(binding), name="qiantang-ingress-housekeeping"
         )
-        self._running = _Running(broker, binding, handover, watchdog)
+        self._running = _Running(broker, binding, handover, watchdog, listeners)
         self._last_handover = handover
         logger.info("MQTT ingress listening on %s", _bind(self._host, self._port))
 
@@ -215,6 +237,8 @@ class AmqttIngress:
         running.binding.accepting = False
         running.watchdog.cancel()
         await asyncio.gather(running.watchdog, return_exceptions=True)
+        for listener in running.listeners:
+            await listener.close()
         try:
             await running.broker.shutdown()
         except Exception:
