@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from qiantang.domain.telemetry import Value
 from qiantang.ports.ingress import Identity, InboundMessage, MqttIngress
 from qiantang.protocols import thingsboard as tb
 from qiantang.protocols.alink import AlinkReply
@@ -34,7 +33,14 @@ from qiantang.services.security import DeviceSecrets
 from qiantang.services.shadow import ShadowService
 from qiantang.services.telemetry_state import DeviceStates, LogEntry, MessageLog
 
-__all__ = ["SESSION_LIMITS", "ThingsBoardUplink", "is_thingsboard"]
+__all__ = [
+    "RPC_FAILED",
+    "SESSION_LIMITS",
+    "ThingsBoardUplink",
+    "is_thingsboard",
+    "rpc_params",
+    "rpc_reply",
+]
 
 log = logging.getLogger(__name__)
 ME = "v1/devices/me/"
@@ -48,6 +54,7 @@ _GATEWAY_TOPICS = frozenset(
     {"connect", "disconnect", "telemetry", "attributes", "attributes/request", "rpc"}
 )
 _GATEWAY_FILTERS = frozenset({"attributes", "attributes/response", "rpc"})
+RPC_FAILED = 500  # the reply code of a call the device answered with an error
 SESSION_LIMITS: dict[str, Any] = {
     "maxPayloadSize": 4 * 1024 * 1024,
     "maxInflightMessages": 100,
@@ -82,7 +89,7 @@ class _Route:
         if request.kind == "property_set":
             await self.uplink.send(self.client_id, *self.shared_attributes(params))
             return "delivered as shared attributes"
-        call = {"method": request.identifier, "params": params}
+        call = {"method": request.identifier, "params": rpc_params(params)}
         if self.device_name is None:
             await self.uplink.send(self.client_id, f"{ME}rpc/request/{rid}", tb.encode(call))
         else:
@@ -201,7 +208,7 @@ class ThingsBoardUplink:
             data: Any = tb.decode_attributes(payload) if payload.strip().startswith(b"{") else None
         except tb.ThingsBoardError:
             data = None
-        return self.commands.resolve(device_id, rid, AlinkReply(rid, 200, data, "success"))
+        return self.commands.resolve(device_id, rid, rpc_reply(rid, data))
 
     async def _attribute_request(self, message: InboundMessage, device_id: int, rid: str) -> None:
         request = tb.decode_attribute_request(message.payload)
@@ -280,9 +287,8 @@ class ThingsBoardUplink:
         sub = await self._sub(message.identity, reply.device)
         if sub is None:
             return
-        data: Value = reply.data if isinstance(reply.data, dict) else {"result": reply.data}
         rid = str(reply.id)
-        outcome = self.commands.resolve(sub.device_id, rid, AlinkReply(rid, 200, data, "success"))
+        outcome = self.commands.resolve(sub.device_id, rid, rpc_reply(rid, reply.data))
         self._log(message, sub.device_id, 200, "reply", outcome)
 
     async def _gateway_attributes(
@@ -378,6 +384,30 @@ def _product(identity: Identity) -> int:
 
 def _pick(values: dict[str, Any], keys: list[str] | None) -> dict[str, Any]:
     return dict(values) if keys is None else {k: values[k] for k in keys if k in values}
+
+
+def rpc_reply(rid: str, data: Any) -> AlinkReply:
+    """A server-side RPC answer as a call reply. ThingsBoard answers are free JSON, often
+    wrapped as ``{"result": ...}`` (the gateway's connectors always wrap). ``{"error": ...}``
+    or ``{"success": false}``, wrapped or not, is a failure carrying that message. A bare value
+    or ``{"value": v}`` (how integrations answer a read or a write; ``value`` is reserved, so
+    never an output identifier) becomes the output ``result``; an object is the outputs."""
+    inner = data["result"] if isinstance(data, dict) and data.keys() == {"result"} else data
+    if isinstance(inner, dict) and ("error" in inner or inner.get("success") is False):
+        message = str(inner.get("error", "the device reported a failure"))[:256]
+        return AlinkReply(rid, RPC_FAILED, data, message)
+    if isinstance(inner, dict) and inner.keys() == {"value"}:
+        inner = inner["value"]
+    output = inner if isinstance(inner, dict) and inner is data else {"result": inner}
+    return AlinkReply(rid, 200, output, "success")
+
+
+def rpc_params(params: dict[str, Any]) -> Any:
+    """The RPC ``params`` for a service call's input. ThingsBoard RPC params are any JSON,
+    and many device integrations (the gateway's Modbus connector among them) expect a bare
+    value: a service whose only input parameter is named ``params`` sends that value as is;
+    any other input goes as the object of its parameters."""
+    return params["params"] if params.keys() == {"params"} else params
 
 
 def _client_rpc(method: str) -> dict[str, Any]:
