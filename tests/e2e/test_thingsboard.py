@@ -1,6 +1,8 @@
 """ThingsBoard device and gateway MQTT APIs over a real socket (MQTT 3.1.1 paho clients):
 telemetry in all four shapes, client/shared attributes, attribute requests, client- and
-server-side RPC, gateway connect/telemetry/attributes/RPC, auto-provisioning on and off."""
+server-side RPC, gateway connect/telemetry/attributes/RPC, auto-provisioning on and off; and
+the same APIs for MQTT 5 clients (the ThingsBoard SDK speaks nothing else), with RPC error
+replies."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from tests.conftest import Server
 from tests.e2e.test_alink_telemetry import wait_for
@@ -21,16 +25,26 @@ from tests.helpers.tenants import enterprise_with_user
 class TbClient:
     """A ThingsBoard-style client: the access token is the username."""
 
-    def __init__(self, port: int, token: str) -> None:
+    def __init__(
+        self, port: int, token: str, protocol: int = mqtt.MQTTv311, client_id: str | None = None
+    ) -> None:
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"tb-{time.time_ns()}",
-            protocol=mqtt.MQTTv311,
+            client_id=f"tb-{time.time_ns()}" if client_id is None else client_id,
+            protocol=protocol,
         )
         self.client.username_pw_set(token)
         self.messages: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.rc: Any = None
-        self.client.on_connect = lambda c, u, f, rc, p: setattr(self, "rc", rc)
+        self.connack: Any = None
+        self.disconnected: Any = None
+
+        def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
+            self.connack = p
+            self.rc = rc
+
+        self.client.on_connect = on_connect
+        self.client.on_disconnect = lambda c, u, f, rc, p: setattr(self, "disconnected", rc)
         self.client.on_message = lambda c, u, m: self.messages.put((m.topic, json.loads(m.payload)))
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
@@ -262,4 +276,75 @@ def test_gateway_api(rig: dict[str, Any]) -> None:
     wait_for(lambda: eng.get(f"/commands/{call['id']}").json()["status"] == "replied")
     g.pub("v1/gateway/disconnect", {"device": "Meter A"})
     wait_for(lambda: not eng.get(f"/devices/{meter['id']}/state").json()["online"])
+    g.close()
+
+
+def test_mqtt5_client(rig: dict[str, Any]) -> None:
+    """The ThingsBoard SDK (and so thingsboard-gateway) connects with MQTT 5 only."""
+    eng, dev_id, me = rig["eng"], rig["device"]["id"], "v1/devices/me/"
+    c = TbClient(rig["port"], rig["tokens"]["device"], protocol=mqtt.MQTTv5, client_id="")
+    assert c.ok
+    assert c.connack.AssignedClientIdentifier.startswith("mqtt5-")
+    assert c.connack.SharedSubscriptionAvailable == 0
+    c.sub(me + "rpc/request/+", me + "rpc/response/+")
+    c.pub(me + "telemetry", {"ts": int(time.time() * 1000), "values": {"setpoint": 77.0}})
+    wait_for(
+        lambda: (
+            eng.get(f"/devices/{dev_id}/properties").json()["properties"]["setpoint"]["value"]
+            == 77.0
+        )
+    )
+    c.pub(me + "rpc/request/9", {"method": "getSessionLimits", "params": {}})
+    assert c.expect(me + "rpc/response/9")["maxPayloadSize"] > 0
+    # a server-side RPC answered with an error ends failed, with the device's message
+    call = eng.post(
+        f"/devices/{dev_id}/services/start", json={"params": {"speed": 5}, "wait": False}
+    ).json()
+    assert c.expect(f"{me}rpc/request/{call['id']}")["params"] == {"speed": 5}
+    c.pub(f"{me}rpc/response/{call['id']}", {"error": "spindle locked"})
+    done = wait_for(
+        lambda: (x := eng.get(f"/commands/{call['id']}").json())["status"] != "sent" and x
+    )
+    assert done["status"] == "failed" and done["message"] == "spindle locked"
+    # topic aliases were not offered (Topic Alias Maximum 0): using one ends the connection
+    props = Properties(PacketTypes.PUBLISH)
+    props.TopicAlias = 1
+    c.client.publish(me + "telemetry", b'{"setpoint": 1.0}', qos=1, properties=props)
+    wait_for(lambda: c.disconnected is not None)
+    assert c.disconnected.value == 0x94
+    c.close()
+
+
+def test_gateway_rpc_error_reply_fails_the_call(rig: dict[str, Any]) -> None:
+    """thingsboard-gateway wraps every answer in ``result``, errors included."""
+    eng, gw = rig["eng"], rig["gateway"]
+    provision = {"provision_product_id": rig["product"]["id"]}
+    assert eng.patch(f"/devices/{gw['id']}", json=provision).status_code == 200
+    g = TbClient(rig["port"], rig["tokens"]["gateway"], protocol=mqtt.MQTTv5)
+    assert g.ok
+    g.sub("v1/gateway/rpc")
+    g.pub("v1/gateway/connect", {"device": "Meter A"})
+    meter = wait_for(
+        lambda: next(
+            (
+                d
+                for d in eng.get("/devices", params={"product_id": rig["product"]["id"]}).json()[
+                    "items"
+                ]
+                if d["device_name"] == "Meter A"
+            ),
+            None,
+        )
+    )
+    wait_for(lambda: eng.get(f"/devices/{meter['id']}/state").json()["online"])
+    call = eng.post(
+        f"/devices/{meter['id']}/services/start", json={"params": {"speed": 9}, "wait": False}
+    ).json()
+    assert g.expect("v1/gateway/rpc")["data"]["id"] == call["id"]
+    reply = {"result": {"error": "Method not found for start"}}
+    g.pub("v1/gateway/rpc", {"device": "Meter A", "id": call["id"], "data": reply})
+    done = wait_for(
+        lambda: (x := eng.get(f"/commands/{call['id']}").json())["status"] != "sent" and x
+    )
+    assert done["status"] == "failed" and "Method not found" in done["message"]
     g.close()
