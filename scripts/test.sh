@@ -3,6 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check -e '.[dev,edge]'
+# The browser tests drive Debian's Chromium (never `playwright install`: it downloads a browser);
+# the CJK font makes Chinese readable in their screenshots.
+if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -qi "noto.*cjk"; then
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-cjk
+fi
 python3 -m ruff check src tests bench
 python3 -m ruff format --check src tests bench
 python3 -m mypy

@@ -27,6 +27,7 @@ from qiantang.api.routers import (
     telemetry,
 )
 from qiantang.api.routers import resolve as resolve_router
+from qiantang.web.console import install_console
 
 __all__ = ["Lifespan", "create_app"]
 
@@ -61,6 +62,8 @@ def create_app(runtime: Runtime, lifespan: Lifespan | None = None) -> FastAPI:
     def healthz() -> dict[str, str]:
         """Liveness."""
         return {"status": "ok", "version": __version__}
+
+    install_console(app)
 
     app.add_middleware(
         BodySizeLimit,

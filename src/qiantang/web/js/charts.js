@@ -1,0 +1,94 @@
+// ECharts (vendored, global `echarts`): every chart made here is disposed on navigation.
+import { t } from "./i18n.js";
+
+const live = new Set();
+
+export function disposeCharts() {
+  for (const chart of live) {
+    chart.dispose();
+  }
+  live.clear();
+}
+
+window.addEventListener("resize", () => {
+  for (const chart of live) {
+    chart.resize();
+  }
+});
+
+function make(el, option, onDrawn) {
+  const chart = echarts.init(el, null, { renderer: "canvas" });
+  live.add(chart);
+  if (onDrawn) {
+    chart.on("finished", () => onDrawn(chart));
+  }
+  chart.setOption(option);
+  return chart;
+}
+
+// Grouped bars: categories on x, one series per {nameKey, values}.
+export function barChart(el, categories, series, onDrawn) {
+  return make(
+    el,
+    {
+      animation: false,
+      tooltip: { trigger: "axis" },
+      legend: { top: 0 },
+      grid: { left: 48, right: 16, top: 32, bottom: 48 },
+      xAxis: { type: "category", data: categories, axisLabel: { interval: 0, rotate: 20 } },
+      yAxis: { type: "value", minInterval: 1 },
+      series: series.map((s) => ({ name: t(s.nameKey), type: "bar", data: s.values })),
+    },
+    onDrawn,
+  );
+}
+
+// A pie of {name, value} slices.
+export function pieChart(el, slices, onDrawn) {
+  return make(
+    el,
+    {
+      animation: false,
+      tooltip: { trigger: "item" },
+      legend: { bottom: 0 },
+      series: [{ type: "pie", radius: ["35%", "65%"], data: slices }],
+    },
+    onDrawn,
+  );
+}
+
+// A time line of downsampled buckets: avg as the line, min..max as a band.
+export function historyChart(el, name, buckets, onDrawn) {
+  const avg = buckets.map((b) => [b.ts, b.avg ?? b.last]);
+  const low = buckets.map((b) => [b.ts, b.min]);
+  const spread = buckets.map((b) => [b.ts, b.max !== null && b.min !== null ? b.max - b.min : null]);
+  const numeric = buckets.some((b) => typeof b.min === "number");
+  const series = [{ name, type: "line", data: avg, showSymbol: buckets.length < 60 }];
+  if (numeric) {
+    series.push(
+      { name: t("chart.min"), type: "line", data: low, stack: "band", lineStyle: { opacity: 0 }, symbol: "none" },
+      {
+        name: t("chart.range"),
+        type: "line",
+        data: spread,
+        stack: "band",
+        lineStyle: { opacity: 0 },
+        areaStyle: { opacity: 0.15 },
+        symbol: "none",
+      },
+    );
+  }
+  return make(
+    el,
+    {
+      animation: false,
+      tooltip: { trigger: "axis" },
+      grid: { left: 56, right: 16, top: 24, bottom: 56 },
+      xAxis: { type: "time" },
+      yAxis: { type: "value", scale: true },
+      dataZoom: [{ type: "inside" }, { type: "slider", height: 18, bottom: 8 }],
+      series,
+    },
+    onDrawn,
+  );
+}

@@ -1,0 +1,78 @@
+// A device's history chart: server-downsampled buckets (max_points) for any range.
+import { api } from "../api.js";
+import { historyChart } from "../charts.js";
+import { errorBox, h, section } from "../dom.js";
+import { t } from "../i18n.js";
+
+const RANGES = [
+  ["1h", 3_600_000],
+  ["24h", 86_400_000],
+  ["7d", 7 * 86_400_000],
+  ["30d", 30 * 86_400_000],
+];
+const CHARTABLE = new Set(["int", "float", "double", "enum", "bool"]);
+
+export function chartableProperties(model) {
+  return (model.properties || []).filter((p) => CHARTABLE.has(p.data_type?.type));
+}
+
+// Draw `property` over the last `span` ms; the timing lands in window.qiantang.timings.
+async function draw(deviceId, property, span, holder) {
+  const started = performance.now();
+  holder.dataset.drawn = "";
+  const end = Date.now() + 1;
+  const maxPoints = Math.max(50, Math.min(1000, Math.floor((holder.clientWidth || 800) / 2)));
+  let answer;
+  try {
+    answer = await api.get(`/devices/${deviceId}/telemetry/buckets`, {
+      property: property.identifier,
+      start_ms: end - span,
+      end_ms: end,
+      max_points: maxPoints,
+    });
+  } catch (err) {
+    holder.replaceChildren(errorBox(err));
+    return;
+  }
+  holder.replaceChildren();
+  const done = () => {
+    const ms = performance.now() - started;
+    window.qiantang.timings.history = ms;
+    window.qiantang.timings.history_since_navigation = performance.now();
+    holder.dataset.drawn = String(answer.buckets.length);
+    holder.dataset.bucketMs = String(answer.bucket_ms);
+  };
+  historyChart(holder, property.name, answer.buckets, done);
+  if (answer.buckets.length === 0) {
+    done();
+  }
+}
+
+// The history section; it starts on the first chartable property that has a value.
+export function historySection(deviceId, model, latest = {}) {
+  const props = chartableProperties(model);
+  const first = props.find((p) => p.identifier in latest) || props[0];
+  if (props.length === 0) {
+    return { node: section("device.history", h("p", { class: "muted" }, t("device.no_chartable"))), start: () => {} };
+  }
+  const holder = h("div", { class: "chart tall", id: "history-chart" });
+  const propSelect = h(
+    "select",
+    { id: "history-property" },
+    props.map((p) => h("option", { value: p.identifier, selected: p === first }, `${p.name} · ${p.identifier}`)),
+  );
+  const rangeSelect = h(
+    "select",
+    { id: "history-range" },
+    RANGES.map(([key, ms]) => h("option", { value: String(ms), selected: key === "24h" }, t(`range.${key}`))),
+  );
+  const redraw = () => {
+    const chosen = props.find((p) => p.identifier === propSelect.value) || props[0];
+    holder.replaceChildren();
+    return draw(deviceId, chosen, Number(rangeSelect.value), holder);
+  };
+  propSelect.addEventListener("change", redraw);
+  rangeSelect.addEventListener("change", redraw);
+  const controls = h("div", { class: "controls" }, h("label", {}, t("device.property"), propSelect), h("label", {}, t("device.range"), rangeSelect));
+  return { node: section("device.history", controls, holder), start: redraw };
+}
