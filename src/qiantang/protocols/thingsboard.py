@@ -25,11 +25,13 @@ from qiantang.domain.telemetry import Value
 __all__ = [
     "MAX_DEVICES",
     "MAX_KEYS",
+    "SESSION_LIMITS",
     "AttributeRequest",
     "GatewayAttributeRequest",
     "GatewayRpcReply",
     "Rows",
     "ThingsBoardError",
+    "client_rpc",
     "decode_attribute_request",
     "decode_attributes",
     "decode_gateway_attribute_request",
@@ -40,6 +42,7 @@ __all__ = [
     "decode_rpc",
     "decode_telemetry",
     "encode",
+    "rpc_params",
 ]
 
 MAX_KEYS: Final = 1000
@@ -47,6 +50,13 @@ MAX_DEVICES: Final = 1000
 MAX_ROWS: Final = 10_000
 _DECODER = msgspec.json.Decoder()
 _ENCODER = msgspec.json.Encoder()
+SESSION_LIMITS: dict[str, Any] = {
+    "maxPayloadSize": 4 * 1024 * 1024,
+    "maxInflightMessages": 100,
+    "rateLimits": {"messages": "", "telemetryMessages": "", "telemetryDataPoints": ""},
+    "gatewayRateLimits": {"messages": "", "telemetryMessages": "", "telemetryDataPoints": ""},
+}
+
 Rows = list[tuple[int, dict[str, Value]]]  # (ts ms, {key: value})
 
 
@@ -231,6 +241,24 @@ def decode_gateway_rpc_reply(payload: bytes) -> GatewayRpcReply:
     if not (type(rid) is int or isinstance(rid, str)):
         raise ThingsBoardError("id", "required", "the RPC id")
     return GatewayRpcReply(_device(body), rid, body.get("data"))
+
+
+def rpc_params(params: dict[str, Any]) -> Any:
+    """The RPC ``params`` for a service call's input. ThingsBoard RPC params are any JSON,
+    and many device integrations (the gateway's Modbus connector among them) expect a bare
+    value: a service whose only input parameter is named ``params`` sends that value as is;
+    any other input goes as the object of its parameters."""
+    return params["params"] if params.keys() == {"params"} else params
+
+
+def client_rpc(method: str, now_ms: int) -> dict[str, Any]:
+    """The platform's answer to a client-side RPC: ``getSessionLimits`` (the ThingsBoard SDK
+    reports itself connected only once it has this), ``getCurrentTime``, else an error."""
+    if method == "getSessionLimits":
+        return SESSION_LIMITS
+    if method == "getCurrentTime":
+        return {"currentTime": now_ms}
+    return {"error": f"unsupported method {method}"}
 
 
 def encode(body: object) -> bytes:

@@ -35,10 +35,8 @@ from qiantang.services.telemetry_state import DeviceStates, LogEntry, MessageLog
 
 __all__ = [
     "RPC_FAILED",
-    "SESSION_LIMITS",
     "ThingsBoardUplink",
     "is_thingsboard",
-    "rpc_params",
     "rpc_reply",
 ]
 
@@ -55,12 +53,6 @@ _GATEWAY_TOPICS = frozenset(
 )
 _GATEWAY_FILTERS = frozenset({"attributes", "attributes/response", "rpc"})
 RPC_FAILED = 500  # the reply code of a call the device answered with an error
-SESSION_LIMITS: dict[str, Any] = {
-    "maxPayloadSize": 4 * 1024 * 1024,
-    "maxInflightMessages": 100,
-    "rateLimits": {"messages": "", "telemetryMessages": "", "telemetryDataPoints": ""},
-    "gatewayRateLimits": {"messages": "", "telemetryMessages": "", "telemetryDataPoints": ""},
-}
 
 
 def is_thingsboard(identity: Identity) -> bool:
@@ -89,7 +81,7 @@ class _Route:
         if request.kind == "property_set":
             await self.uplink.send(self.client_id, *self.shared_attributes(params))
             return "delivered as shared attributes"
-        call = {"method": request.identifier, "params": rpc_params(params)}
+        call = {"method": request.identifier, "params": tb.rpc_params(params)}
         if self.device_name is None:
             await self.uplink.send(self.client_id, f"{ME}rpc/request/{rid}", tb.encode(call))
         else:
@@ -192,7 +184,7 @@ class ThingsBoardUplink:
             await self._attribute_request(message, device_id, rest.rsplit("/", 1)[1])
         elif rest.startswith("rpc/request/"):
             method, _ = tb.decode_rpc(message.payload)
-            answer = _client_rpc(method)
+            answer = tb.client_rpc(method, int(time.time() * 1000))
             await self.send(
                 message.client_id, f"{ME}rpc/response/{rest.rsplit('/', 1)[1]}", tb.encode(answer)
             )
@@ -400,19 +392,3 @@ def rpc_reply(rid: str, data: Any) -> AlinkReply:
         inner = inner["value"]
     output = inner if isinstance(inner, dict) and inner is data else {"result": inner}
     return AlinkReply(rid, 200, output, "success")
-
-
-def rpc_params(params: dict[str, Any]) -> Any:
-    """The RPC ``params`` for a service call's input. ThingsBoard RPC params are any JSON,
-    and many device integrations (the gateway's Modbus connector among them) expect a bare
-    value: a service whose only input parameter is named ``params`` sends that value as is;
-    any other input goes as the object of its parameters."""
-    return params["params"] if params.keys() == {"params"} else params
-
-
-def _client_rpc(method: str) -> dict[str, Any]:
-    if method == "getSessionLimits":
-        return SESSION_LIMITS
-    if method == "getCurrentTime":
-        return {"currentTime": int(time.time() * 1000)}
-    return {"error": f"unsupported method {method}"}
