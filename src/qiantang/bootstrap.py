@@ -28,6 +28,8 @@ from qiantang.services.rate_limit import RateLimiter
 from qiantang.services.retention import RetentionJob
 from qiantang.services.security import DeviceSecrets, load_master_key
 from qiantang.services.shadow import ShadowService
+from qiantang.services.sparkplug_devices import SparkplugRegistry
+from qiantang.services.sparkplug_uplink import SparkplugUplink
 from qiantang.services.telemetry_runtime import Telemetry
 from qiantang.services.telemetry_state import DeviceStates, MessageLog
 from qiantang.services.thingsboard_uplink import ThingsBoardUplink
@@ -71,7 +73,19 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
         runtime.sessions, runtime.device_secrets, core, states, shadows, commands, message_log
     )
     uplink.thingsboard = thingsboard
-    commands.other_protocols = thingsboard.route
+    sparkplug = SparkplugUplink(
+        SparkplugRegistry(runtime.sessions),
+        core,
+        states,
+        message_log,
+        commands,
+        host_id=settings.sparkplug_host_id,
+        extend_models=settings.sparkplug_extend_models,
+    )
+    uplink.sparkplug = sparkplug
+    commands.other_protocols = lambda device_id: (
+        thingsboard.route(device_id) or sparkplug.route(device_id)
+    )
     telemetry = Telemetry(
         store,
         core,
@@ -95,13 +109,15 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
         if settings.mqtt_tls_cert and settings.mqtt_tls_key:
             tls = TlsConfig(settings.mqtt_tls_cert, settings.mqtt_tls_key, settings.mqtt_tls_port)
         ingress = AmqttIngress(uplink, settings.mqtt_host, settings.mqtt_port, tls)
-        uplink.ingress = commands.ingress = thingsboard.ingress = ingress
+        uplink.ingress = commands.ingress = thingsboard.ingress = sparkplug.ingress = ingress
         try:
             await ingress.start()
         except BaseException:
             await telemetry.close()
             raise
         telemetry.ingress = ingress
+        telemetry.sparkplug = sparkplug
+        await sparkplug.start()
         log.info("MQTT broker on %s:%s", settings.mqtt_host, settings.mqtt_port)
     return telemetry
 

@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     retention_interval_s: float = Field(default=3600.0, gt=0, description="retention job period")
     timezone: str = Field(default="Asia/Shanghai", description="where a 'day' starts")
     message_log_size: int = Field(default=100, ge=1, le=10_000, description="per device")
+    sparkplug_host_id: str = Field(
+        default="qiantang",
+        pattern=r"^[^/+#\x00]{1,64}$",
+        description="Sparkplug B host id (spBv1.0/STATE/{host_id})",
+    )
+    sparkplug_extend_models: bool = Field(
+        default=True, description="Sparkplug births add missing metrics to thing models"
+    )
 
     def registry_url(self) -> str:
         """The registry's SQLAlchemy URL."""

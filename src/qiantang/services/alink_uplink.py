@@ -38,6 +38,7 @@ from qiantang.services.ingest import Accepted, IngestCore, Reading
 from qiantang.services.ota import OtaService, upgrade_topic
 from qiantang.services.rate_limit import RateLimiter
 from qiantang.services.shadow import ShadowService, shadow_topic
+from qiantang.services.sparkplug_uplink import SparkplugUplink, is_sparkplug
 from qiantang.services.telemetry_state import DeviceStates, LogEntry, MessageLog
 from qiantang.services.thingsboard_uplink import ThingsBoardUplink, is_thingsboard
 
@@ -85,6 +86,7 @@ class AlinkUplink:
         self.gateways: GatewayService | None = None
         self.ota: OtaService | None = None
         self.thingsboard: ThingsBoardUplink | None = None
+        self.sparkplug: SparkplugUplink | None = None
         self._deferred: list[tuple[InboundMessage, AlinkTopic]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         # replies go straight to the connection that asked, if it subscribed to them:
@@ -111,6 +113,8 @@ class AlinkUplink:
 
     def may_publish(self, identity: Identity, topic: str) -> bool:
         """Only under the device's own topics (a gateway: also its sub-devices')."""
+        if self.sparkplug is not None and is_sparkplug(topic):
+            return self.sparkplug.may_publish(identity, topic)
         if self.thingsboard is not None and is_thingsboard(identity):
             return self.thingsboard.may_publish(identity, topic)
         if may_publish(topic, identity.product_key, identity.device_name):
@@ -128,6 +132,8 @@ class AlinkUplink:
         """Only under the device's own topics, wildcards included (a gateway: also under its
         sub-devices'). Subscribing to its shadow topic also delivers desired state the device
         has not applied yet."""
+        if self.sparkplug is not None and is_sparkplug(topic_filter):
+            return self.sparkplug.may_subscribe(identity, topic_filter)
         if self.thingsboard is not None and is_thingsboard(identity):
             return self.thingsboard.may_subscribe(identity, topic_filter)
         allowed = self._may_subscribe(identity, topic_filter)
@@ -187,6 +193,8 @@ class AlinkUplink:
             if clients:
                 return
             del self._connections[identity.device_id]
+        if self.sparkplug is not None:
+            await self.sparkplug.connected(identity, client_id, connected)
         if self.thingsboard is not None and is_thingsboard(identity):
             self.thingsboard.connected(identity, client_id, connected)
         elif self.gateways is not None and is_gateway(identity):
@@ -206,6 +214,10 @@ class AlinkUplink:
         """Validate a batch, store what passes, reply to each message."""
         await self.core.ensure_models(_product_of(m.identity) for m in batch)
         accepted = Accepted()
+        if self.sparkplug is not None and any(is_sparkplug(m.topic) for m in batch):
+            sparkplug = [m for m in batch if is_sparkplug(m.topic)]
+            accepted.points += (await self.sparkplug.handle(sparkplug)).points
+            batch = [m for m in batch if not is_sparkplug(m.topic)]
         replies: list[tuple[str, str, bytes]] = []  # (client id, topic, payload)
         self._deferred = []
         for message in batch:

@@ -16,6 +16,7 @@ from qiantang.services.ingest import IngestCore
 from qiantang.services.models_cache import ModelCache
 from qiantang.services.ota import OtaService
 from qiantang.services.shadow import ShadowService
+from qiantang.services.sparkplug_uplink import SparkplugUplink
 from qiantang.services.telemetry_state import DeviceStates, MessageLog
 from qiantang.services.thingsboard_uplink import ThingsBoardUplink
 
@@ -39,6 +40,7 @@ class Telemetry:
     thingsboard: ThingsBoardUplink
     bus: TelemetryBus
     ingress: MqttIngress | None = None
+    sparkplug: SparkplugUplink | None = None  # set once the broker runs: STATE on close
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -51,6 +53,8 @@ class Telemetry:
                 await task
         await self.commands.close()
         if self.ingress is not None:
+            if self.sparkplug is not None:
+                await self.sparkplug.stop()  # the host's STATE death, while the broker runs
             await self.ingress.stop()
         self.bus.close()
         await self.store.close()
