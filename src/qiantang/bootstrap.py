@@ -22,6 +22,9 @@ from qiantang.services.commands import CommandService
 from qiantang.services.device_auth import DeviceAuthenticator
 from qiantang.services.gateway import GatewayService
 from qiantang.services.ingest import IngestCore
+from qiantang.services.live_feed import LiveFeed
+from qiantang.services.live_feed_client import LiveLimits
+from qiantang.services.live_feed_scope import RegistryDirectory
 from qiantang.services.models_cache import ModelCache
 from qiantang.services.ota import OtaService
 from qiantang.services.rate_limit import RateLimiter
@@ -100,6 +103,11 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
         thingsboard,
         bus,
     )
+    limits = LiveLimits(
+        settings.live_queue_frames, settings.live_sample_keys, settings.live_stall_s
+    )
+    telemetry.live_feed = LiveFeed(bus, RegistryDirectory(runtime.sessions), limits)
+    telemetry.live_feed.start()
     retention = RetentionJob(runtime.sessions, store, settings.retention_days)
     telemetry.background.append(
         asyncio.create_task(retention.run_forever(settings.retention_interval_s))

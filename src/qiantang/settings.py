@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     retention_interval_s: float = Field(default=3600.0, gt=0, description="retention job period")
     timezone: str = Field(default="Asia/Shanghai", description="where a 'day' starts")
     message_log_size: int = Field(default=100, ge=1, le=10_000, description="per device")
+    live_queue_frames: int = Field(
+        default=1000, ge=1, description="live-feed frames queued per client before sampling"
+    )
+    live_sample_keys: int = Field(
+        default=10_000, ge=1, description="values a sampled live client may fall behind by"
+    )
+    live_stall_s: float = Field(
+        default=30.0, gt=0, description="a live client sampled this long is dropped"
+    )
     sparkplug_host_id: str = Field(
         default="qiantang",
         pattern=r"^[^/+#\x00]{1,64}$",

@@ -20,6 +20,7 @@ from qiantang.api.routers import (
     enterprises,
     grants,
     ingest,
+    live,
     ota,
     platforms,
     principals,
@@ -48,7 +49,7 @@ def create_app(runtime: Runtime, lifespan: Lifespan | None = None) -> FastAPI:
     app.state.runtime = runtime
     api = APIRouter(prefix="/api/v1")
     routers = (platforms, enterprises, grants, catalog, devices, principals, resolve_router)
-    for module in (*routers, telemetry, ingest, commands, shadow, ota):
+    for module in (*routers, telemetry, ingest, commands, shadow, ota, live):
         api.include_router(module.router)
     app.include_router(api)
     install_problem_handlers(app)

@@ -13,6 +13,7 @@ from qiantang.services.alink_uplink import AlinkUplink
 from qiantang.services.commands import CommandService
 from qiantang.services.device_auth import DeviceAuthenticator
 from qiantang.services.ingest import IngestCore
+from qiantang.services.live_feed import LiveFeed
 from qiantang.services.models_cache import ModelCache
 from qiantang.services.ota import OtaService
 from qiantang.services.shadow import ShadowService
@@ -40,6 +41,7 @@ class Telemetry:
     thingsboard: ThingsBoardUplink
     bus: TelemetryBus
     ingress: MqttIngress | None = None
+    live_feed: LiveFeed | None = None
     sparkplug: SparkplugUplink | None = None  # set once the broker runs: STATE on close
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -56,5 +58,7 @@ class Telemetry:
             if self.sparkplug is not None:
                 await self.sparkplug.stop()  # the host's STATE death, while the broker runs
             await self.ingress.stop()
+        if self.live_feed is not None:
+            await self.live_feed.close()
         self.bus.close()
         await self.store.close()
