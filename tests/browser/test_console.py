@@ -90,6 +90,18 @@ def rig(server: Server) -> Iterator[dict[str, Any]]:
         json={"platform_id": tid, "name": "织机模板", "category": "loom", "thing_model": MODEL},
     )
     assert template.status_code == 201, template.text
+    rule_template = op.post(
+        f"/platforms/{tid}/rule-templates",
+        json={
+            "name": "织机高温",
+            "condition": {"kind": "expression", "expression": "temperature > 65"},
+            "alarm": {
+                "severity": "major",
+                "message": {"zh-CN": "温度过高：{temperature}", "en": "Too hot: {temperature}"},
+            },
+        },
+    )
+    assert rule_template.status_code == 201, rule_template.text
     weaver = _enterprise(op, "柯桥织造有限公司", "91330603MA2C00071", tid)
     other = _enterprise(op, "宁波模具有限公司", "91330200MA2C00082", server.base_id)
     prov = _user(op, "prov-op", "operator", platform_id=server.base_id)
@@ -256,18 +268,95 @@ def test_call_a_service_and_see_the_reply(prov: Page, rig: dict[str, Any], shoot
     shoot(prov, "06-device-call-zh")
 
 
-def test_switch_language_is_english_and_persists(prov: Page, server: Server, shoot: Shoot) -> None:
+def test_rules_create_from_template_dry_run_and_toggle(
+    prov: Page, server: Server, rig: dict[str, Any], shoot: Shoot
+) -> None:
+    prov.goto(server.url + "/#/rules")
+    _ready(prov, "rules")
+    form = prov.locator("#rule-create")
+    form.locator("#rule-template").select_option(label="织机高温 · 纺织行业平台")
+    form.locator("#rule-name").fill("1号机高温")
+    form.locator("button[type=submit]").click()
+    table = prov.locator("#rule-table")
+    expect(table).to_contain_text("1号机高温")
+    rules = rig["eng"].get(f"/enterprises/{rig['weaver']['id']}/rules").json()["items"]
+    rule = next(r for r in rules if r["name"] == "1号机高温")
+    assert rule["condition"]["expression"] == "temperature > 65" and rule["enabled"]
+    prov.click(f"[data-dry-run='{rule['id']}']")
+    result = prov.locator("#dry-run-result")
+    expect(result).to_be_visible()
+    moments = int(result.get_attribute("data-moments") or 0)
+    assert moments > 0  # the seeded day crosses 65 degrees several times
+    expect(result).to_contain_text(ZH["rule.transition.raise"])
+    shoot(prov, "07-rules-zh")
+    prov.click(f"[data-toggle='{rule['id']}']")
+    expect(prov.locator(f"[data-rule-state='{rule['id']}']")).to_contain_text(ZH["rule.disabled"])
+    assert (
+        not rig["eng"]
+        .get(f"/enterprises/{rig['weaver']['id']}/rules/{rule['id']}")
+        .json()["enabled"]
+    )
+    prov.click(f"[data-toggle='{rule['id']}']")
+    expect(prov.locator(f"[data-rule-state='{rule['id']}']")).to_contain_text(ZH["rule.enabled"])
+    rig["rule"] = rule
+
+
+def test_acknowledge_and_clear_an_alarm(
+    prov: Page, server: Server, rig: dict[str, Any], shoot: Shoot
+) -> None:
+    device = rig["device"]
+    body = {
+        "id": "hot-1",
+        "version": "1.0",
+        "params": {"temperature": 80.5},
+        "method": "thing.event.property.post",
+    }
+    device.publish(f"{device.sys}/thing/event/property/post", body)
+    eng = rig["eng"]
+    alarm = wait_for(
+        lambda: next(
+            iter(
+                eng.get(
+                    "/alarms", params={"rule_id": rig["rule"]["id"], "status": "active"}
+                ).json()["items"]
+            ),
+            None,
+        )
+    )
+    prov.goto(server.url + "/#/alarms")
+    _ready(prov, "alarms")
+    row = prov.locator(f"#alarm-table tr:has([data-ack='{alarm['id']}'])")
+    expect(row).to_contain_text("温度过高：80.5")
+    expect(row).to_contain_text("1号织机")
+    shoot(prov, "08-alarms-zh")
+    row.locator(f"[data-ack='{alarm['id']}']").click()
+    expect(prov.locator("#alarm-table")).to_contain_text(ZH["alarm.status.acknowledged"])
+    assert eng.get(f"/alarms/{alarm['id']}").json()["status"] == "acknowledged"
+    prov.click(f"[data-clear='{alarm['id']}']")
+    wait_for(lambda: eng.get(f"/alarms/{alarm['id']}").json()["status"] == "cleared")
+    expect(prov.locator(f"[data-clear='{alarm['id']}']")).to_have_count(0)
+
+
+def test_switch_language_is_english_and_persists(
+    prov: Page, server: Server, rig: dict[str, Any], shoot: Shoot
+) -> None:
+    prov.goto(server.url + f"/#/devices/{rig['dev']['id']}")
+    _ready(prov, "devices")
     prov.click("#lang-switch")
     expect(prov.locator("#lang-switch")).to_have_text(EN["lang.switch"])
     expect(prov.locator("#device-page h2").first).to_have_text(EN["device.thing_model"])
     prov.wait_for_function("Number(document.querySelector('#history-chart').dataset.drawn) > 0")
-    shoot(prov, "07-device-en")
+    shoot(prov, "09-device-en")
     prov.goto(server.url + "/#/overview")
     prov.reload()
     _ready(prov, "overview")
     expect(prov.locator("h1")).to_have_text(EN["overview.title"])
     expect(prov.locator("#nav a").first).to_have_text(EN["nav.overview"])
-    shoot(prov, "08-overview-en")
+    shoot(prov, "10-overview-en")
+    prov.goto(server.url + "/#/alarms")
+    _ready(prov, "alarms")
+    expect(prov.locator("h1")).to_have_text(EN["alarm.title"])
+    shoot(prov, "11-alarms-en")
 
 
 def test_enterprise_viewer_cannot_reach_another_enterprises_device(
@@ -285,7 +374,7 @@ def test_enterprise_viewer_cannot_reach_another_enterprises_device(
     page.goto(server.url + f"/#/enterprises/{rig['weaver']['id']}")
     _ready(page, "enterprises")
     expect(page.locator("[data-error]")).to_have_text(ZH["error.not_found"])
-    shoot(page, "09-viewer-denied-zh")
+    shoot(page, "12-viewer-denied-zh")
 
 
 def test_no_console_request_leaves_localhost(pages: Pages) -> None:

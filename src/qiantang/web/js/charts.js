@@ -1,5 +1,5 @@
 // ECharts (vendored, global `echarts`): every chart made here is disposed on navigation.
-import { t } from "./i18n.js";
+import { currentLang, t } from "./i18n.js";
 
 const live = new Set();
 
@@ -17,7 +17,8 @@ window.addEventListener("resize", () => {
 });
 
 function make(el, option, onDrawn) {
-  const chart = echarts.init(el, null, { renderer: "canvas" });
+  const locale = currentLang() === "en" ? "EN" : "ZH";
+  const chart = echarts.init(el, null, { renderer: "canvas", locale });
   live.add(chart);
   if (onDrawn) {
     chart.on("finished", () => onDrawn(chart));
@@ -43,15 +44,19 @@ export function barChart(el, categories, series, onDrawn) {
   );
 }
 
-// A pie of {name, value} slices.
-export function pieChart(el, slices, onDrawn) {
+// A ring of {name, value, color} slices; slices of 0 are left out, and `emptyKey`'s text
+// shows when nothing is left.
+export function pieChart(el, slices, emptyKey, onDrawn) {
+  const shown = slices.filter((s) => s.value > 0).map((s) => ({ ...s, itemStyle: s.color ? { color: s.color } : undefined }));
+  const title = shown.length ? undefined : { text: t(emptyKey), left: "center", top: "middle", textStyle: { color: "#6b7785", fontSize: 14 } };
   return make(
     el,
     {
       animation: false,
+      title,
       tooltip: { trigger: "item" },
       legend: { bottom: 0 },
-      series: [{ type: "pie", radius: ["35%", "65%"], data: slices }],
+      series: [{ type: "pie", radius: ["35%", "65%"], data: shown, label: { formatter: "{b}: {c}" } }],
     },
     onDrawn,
   );

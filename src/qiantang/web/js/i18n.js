@@ -28,7 +28,7 @@ export async function switchLang() {
   await loadLang(next);
 }
 
-// t("device.title", {name: "CNC-1"}) -> the catalogue's text with {name} filled in.
+// t("enterprise.device_count", {n: 3}) -> the catalogue's text with {n} filled in.
 export function t(key, vars = {}) {
   const text = catalogue[key];
   if (text === undefined) {

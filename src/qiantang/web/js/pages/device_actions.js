@@ -13,7 +13,7 @@ function commandOutcome(command) {
     badge(t(`command.status.${command.status}`), ok ? "ok" : "off"),
     command.code !== null ? ` ${t("command.code")} ${command.code}` : "",
     command.message ? ` · ${command.message}` : "",
-    command.output ? h("pre", { class: "output" }, JSON.stringify(command.output, null, 2)) : "",
+    command.output && Object.keys(command.output).length ? h("pre", { class: "output" }, JSON.stringify(command.output, null, 2)) : "",
   );
 }
 

@@ -70,7 +70,7 @@ export async function enterprisePage(id) {
     api.get(`/platforms/${enterprise.home_platform_id}`).catch(() => null),
     api.all("/products", { enterprise_id: id }).catch(() => []),
     api.all("/devices", { enterprise_id: id }).catch(() => []),
-    listAlarms({ enterprise_id: id, status: "active" }),
+    listAlarms({ enterprise_id: id, status: "open" }),
   ]);
   const products = new Map(productList.map((p) => [p.id, p]));
   const known = await states(devices);

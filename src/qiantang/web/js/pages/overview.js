@@ -1,12 +1,18 @@
 // The provincial overview: the 1+N tree with indicators per node, and charts.
 import { api } from "../api.js";
-import { alarmCounts } from "../alarms_api.js";
 import { barChart, pieChart } from "../charts.js";
 import { badge, errorBox, fmtNumber, h, link, section } from "../dom.js";
 import { t } from "../i18n.js";
 import { session } from "../session.js";
 
-const FIGURES = ["enterprises", "devices", "devices_online", "points_today"];
+const FIGURES = ["enterprises", "devices", "devices_online", "points_today", "alarms_open"];
+const SEVERITY_COLOURS = { critical: "#c5221f", major: "#f29900", minor: "#fbbc04", warning: "#a0c3ff", info: "#9aa0a6" };
+
+// One figure of an indicators answer (open alarms are counted by severity, with a total).
+function figure(figures, key) {
+  const value = figures[key];
+  return value !== null && typeof value === "object" ? value.total : value;
+}
 
 // The user's topmost platforms: bound ones with no bound ancestor (the base for others).
 function roots(platforms, me) {
@@ -46,8 +52,8 @@ function figuresLine(figures) {
   return h(
     "span",
     { class: "figures" },
-    FIGURES.map((key) =>
-      h("span", { class: "figure", dataset: { figure: key } }, `${t(`indicator.${key}`)} `, h("b", {}, fmtNumber(figures[key]))),
+    FIGURES.filter((key) => key in figures).map((key) =>
+      h("span", { class: "figure", dataset: { figure: key } }, `${t(`indicator.${key}`)} `, h("b", {}, fmtNumber(figure(figures, key)))),
     ),
   );
 }
@@ -70,7 +76,7 @@ function treeNode(platform, children, figures) {
 }
 
 function tiles(total) {
-  const keys = ["platforms", ...FIGURES];
+  const keys = ["platforms", ...FIGURES.filter((key) => key in total)];
   return h(
     "div",
     { class: "tiles", id: "overview-tiles" },
@@ -78,7 +84,7 @@ function tiles(total) {
       h(
         "div",
         { class: "tile", dataset: { indicator: key } },
-        h("div", { class: "tile-value" }, fmtNumber(key === "platforms" ? total.platforms.total : total[key])),
+        h("div", { class: "tile-value" }, fmtNumber(figure(total, key))),
         h("div", { class: "tile-label" }, t(`indicator.${key}`)),
       ),
     ),
@@ -97,8 +103,9 @@ export async function overviewPage() {
   }
   const tops = roots(platforms, me);
   const nodes = tops.flatMap((r) => subtree(r, children));
-  const [figures, alarms] = await Promise.all([indicatorsOf(nodes), alarmCounts()]);
+  const figures = await indicatorsOf(nodes);
   const main = figures.get(tops[0]?.id);
+  const alarms = main?.alarms_open || null;
   const page = h("div", { class: "page overview", id: "overview" }, h("h1", {}, t("overview.title")));
   if (main && !main.error) {
     page.append(tiles(main));
@@ -121,7 +128,9 @@ export async function overviewPage() {
     if (!main || main.error) {
       return;
     }
-    const rows = main.children.length ? main.children : [{ name: tops[0].name, ...main }];
+    // Each direct sub-platform, and the root's own enterprises: together they make the total.
+    const own = main.own.enterprises > 0 || main.children.length === 0;
+    const rows = [...main.children, ...(own ? [{ ...main.own, name: t("overview.own", { name: tops[0].name }) }] : [])];
     const names = rows.map((c) => c.name);
     barChart(devicesEl, names, [
       { nameKey: "indicator.devices", values: rows.map((c) => c.devices) },
@@ -129,10 +138,12 @@ export async function overviewPage() {
     ]);
     barChart(pointsEl, names, [{ nameKey: "indicator.points_today", values: rows.map((c) => c.points_today) }]);
     if (alarms) {
-      pieChart(
-        alarmsEl,
-        Object.entries(alarms).map(([severity, value]) => ({ name: t(`severity.${severity}`), value })),
-      );
+      const slices = Object.entries(SEVERITY_COLOURS).map(([severity, color]) => ({
+        name: t(`severity.${severity}`),
+        value: alarms[severity] || 0,
+        color,
+      }));
+      pieChart(alarmsEl, slices, "overview.no_alarms");
     }
   };
   return page;
