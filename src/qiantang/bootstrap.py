@@ -29,6 +29,8 @@ from qiantang.services.models_cache import ModelCache
 from qiantang.services.ota import OtaService
 from qiantang.services.rate_limit import RateLimiter
 from qiantang.services.retention import RetentionJob
+from qiantang.services.rule_actions import RuleActions
+from qiantang.services.rule_engine import RuleEngine
 from qiantang.services.security import DeviceSecrets, load_master_key
 from qiantang.services.shadow import ShadowService
 from qiantang.services.sparkplug_devices import SparkplugRegistry
@@ -36,6 +38,7 @@ from qiantang.services.sparkplug_uplink import SparkplugUplink
 from qiantang.services.telemetry_runtime import Telemetry
 from qiantang.services.telemetry_state import DeviceStates, MessageLog
 from qiantang.services.thingsboard_uplink import ThingsBoardUplink
+from qiantang.services.webhooks import WebhookSecrets
 from qiantang.settings import Settings
 
 __all__ = ["build_app", "build_runtime", "open_telemetry", "telemetry_lifespan"]
@@ -108,6 +111,7 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
     )
     telemetry.live_feed = LiveFeed(bus, RegistryDirectory(runtime.sessions), limits)
     telemetry.live_feed.start()
+    telemetry.rules = await _start_rules(runtime, telemetry)
     retention = RetentionJob(runtime.sessions, store, settings.retention_days)
     telemetry.background.append(
         asyncio.create_task(retention.run_forever(settings.retention_interval_s))
@@ -128,6 +132,25 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
         await sparkplug.start()
         log.info("MQTT broker on %s:%s", settings.mqtt_host, settings.mqtt_port)
     return telemetry
+
+
+async def _start_rules(runtime: Runtime, telemetry: Telemetry) -> RuleEngine:
+    """The rule engine on its own bus subscription, with the actions executor; alarm
+    changes also go to the live feed."""
+    actions = RuleActions(
+        telemetry.commands, telemetry.core, runtime.sessions, WebhookSecrets(runtime.device_secrets)
+    )
+    subscription = telemetry.bus.subscribe("rules", capacity=8192)
+    engine = RuleEngine(runtime.sessions, telemetry.models, subscription, actions)
+    feed = telemetry.live_feed
+    if feed is not None:
+        engine.alarms.listeners.append(
+            lambda alarm, change: feed.alarm(
+                alarm.enterprise_id, alarm.device_id, alarm.payload(change)
+            )
+        )
+    await engine.start()
+    return engine
 
 
 def _publish_state_changes(bus: TelemetryBus) -> Callable[[int, int, bool], None]:

@@ -14,6 +14,7 @@ from qiantang.api.deps import Runtime
 from qiantang.api.limits import BodySizeLimit
 from qiantang.api.problems import install_problem_handlers, problem
 from qiantang.api.routers import (
+    alarms,
     catalog,
     commands,
     devices,
@@ -24,6 +25,7 @@ from qiantang.api.routers import (
     ota,
     platforms,
     principals,
+    rules,
     shadow,
     telemetry,
 )
@@ -49,7 +51,7 @@ def create_app(runtime: Runtime, lifespan: Lifespan | None = None) -> FastAPI:
     app.state.runtime = runtime
     api = APIRouter(prefix="/api/v1")
     routers = (platforms, enterprises, grants, catalog, devices, principals, resolve_router)
-    for module in (*routers, telemetry, ingest, commands, shadow, ota, live):
+    for module in (*routers, telemetry, ingest, commands, shadow, ota, live, rules, alarms):
         api.include_router(module.router)
     app.include_router(api)
     install_problem_handlers(app)

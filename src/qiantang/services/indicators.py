@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from qiantang.domain.access import Principal
 from qiantang.domain.errors import PermissionDenied
 from qiantang.domain.platform import PlatformKind
-from qiantang.registry.tables import Device, Enterprise, Membership, Platform, Product
+from qiantang.registry.tables import Alarm, Device, Enterprise, Membership, Platform, Product
 from qiantang.services.platforms import get_platform
 
 __all__ = ["Figures", "Indicators", "platform_indicators"]
@@ -31,6 +31,7 @@ class Figures:
     products: int
     devices: int
     device_ids: frozenset[int] = frozenset()
+    alarms: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,21 @@ def _figures(db: Session, platform_ids: object, below: object) -> Figures:
         device_ids=frozenset(
             db.scalars(select(Device.id).where(Device.enterprise_id.in_(enterprise_ids)))
         ),
+        alarms=_open_alarms(db, enterprise_ids),
     )
+
+
+def _open_alarms(db: Session, enterprise_ids: object) -> dict[str, int]:
+    """Open (active or acknowledged) alarms by severity, with their total."""
+    rows = db.execute(
+        select(Alarm.severity, func.count())
+        .where(Alarm.enterprise_id.in_(enterprise_ids), Alarm.status != "cleared")  # type: ignore[arg-type]
+        .group_by(Alarm.severity)
+    )
+    counts = dict.fromkeys(("critical", "major", "minor", "warning", "info"), 0)
+    counts.update({severity: int(count) for severity, count in rows})
+    counts["total"] = sum(counts.values())
+    return counts
 
 
 def _subtree(platform: Platform) -> object:

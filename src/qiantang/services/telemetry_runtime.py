@@ -16,6 +16,7 @@ from qiantang.services.ingest import IngestCore
 from qiantang.services.live_feed import LiveFeed
 from qiantang.services.models_cache import ModelCache
 from qiantang.services.ota import OtaService
+from qiantang.services.rule_engine import RuleEngine
 from qiantang.services.shadow import ShadowService
 from qiantang.services.sparkplug_uplink import SparkplugUplink
 from qiantang.services.telemetry_state import DeviceStates, MessageLog
@@ -42,6 +43,7 @@ class Telemetry:
     bus: TelemetryBus
     ingress: MqttIngress | None = None
     live_feed: LiveFeed | None = None
+    rules: RuleEngine | None = None
     sparkplug: SparkplugUplink | None = None  # set once the broker runs: STATE on close
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -58,6 +60,8 @@ class Telemetry:
             if self.sparkplug is not None:
                 await self.sparkplug.stop()  # the host's STATE death, while the broker runs
             await self.ingress.stop()
+        if self.rules is not None:
+            await self.rules.close()  # flushes open alarms; the store is still open
         if self.live_feed is not None:
             await self.live_feed.close()
         self.bus.close()

@@ -72,6 +72,7 @@ async def _figures(f: ind.Figures, rt: Runtime, day_start_ms: int) -> dict[str, 
         "devices": f.devices,
         "devices_online": online,
         "points_today": points,
+        "alarms_open": f.alarms,
     }
 
 
