@@ -34,6 +34,8 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 from typing import Any, Protocol
 
 import orjson
@@ -46,6 +48,7 @@ from qiantang.services.live_feed_scope import DeviceInfo, LiveScope, ScopeKind, 
 __all__ = ["DeviceDirectory", "FeedStats", "LiveFeed"]
 
 log = logging.getLogger(__name__)
+_DEVICE = attrgetter("device_id")
 
 
 class DeviceDirectory(Protocol):
@@ -78,15 +81,23 @@ def _text(frame: Mapping[str, Any]) -> str:
     return orjson.dumps(frame).decode()
 
 
-def _by_device(batches: Iterable[BusBatch]) -> dict[int, _DeviceItems]:
+def _by_device(
+    batches: Iterable[BusBatch], wanted: Callable[[int], bool]
+) -> dict[int, _DeviceItems]:
+    """The batches' items of the `wanted` devices, by device. Points of one message sit
+    together, so runs are grouped in C (`groupby`) and unwanted runs are skipped unread."""
     grouped: dict[int, _DeviceItems] = {}
     for batch in batches:
-        for point in batch.points:
-            grouped.setdefault(point.device_id, _DeviceItems()).points.append(point)
+        for device_id, run in groupby(batch.points, _DEVICE):
+            if wanted(device_id):
+                items = grouped.get(device_id) or grouped.setdefault(device_id, _DeviceItems())
+                items.points.extend(run)
         for event in batch.events:
-            grouped.setdefault(event.device_id, _DeviceItems()).events.append(event)
+            if wanted(event.device_id):
+                grouped.setdefault(event.device_id, _DeviceItems()).events.append(event)
         for state in batch.states:
-            grouped.setdefault(state.device_id, _DeviceItems()).states.append(state)
+            if wanted(state.device_id):
+                grouped.setdefault(state.device_id, _DeviceItems()).states.append(state)
     return grouped
 
 
@@ -266,15 +277,14 @@ class LiveFeed:
     async def _dispatch(self, batches: list[BusBatch]) -> None:
         if not any(self._index.values()):
             return
-        grouped = _by_device(batches)
-        wanted = [d for d in grouped if self._may_match(d)]
-        await self._resolve(wanted)
-        for device_id in wanted:
+        grouped = _by_device(batches, self._may_match)
+        await self._resolve(list(grouped))
+        for device_id, items in grouped.items():
             info = self._infos.get(device_id)
             if info is not None:
                 targets = self._targets(info)
                 if targets:
-                    self._deliver(info, grouped[device_id], targets)
+                    self._deliver(info, items, targets)
 
     def _may_match(self, device_id: int) -> bool:
         index = self._index
