@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from qiantang import __version__
+from qiantang.cli.demo import demo
 from qiantang.cli.gateway import gateway_app
 
 __all__ = ["app"]
@@ -19,6 +20,7 @@ admin_app = typer.Typer(help="Administration commands.")
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(gateway_app, name="gateway")
+app.command("demo")(demo)
 
 DataDir = Annotated[
     Path | None,

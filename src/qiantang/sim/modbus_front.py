@@ -132,7 +132,7 @@ class ModbusFront:
 
 
 def _close(a: Any, b: Any) -> bool:
-    """Equal up to the register's resolution (a float written and read back in thousandths)."""
+    """Equal as numbers (an int property read back from a register as a float, say)."""
     if isinstance(a, int | float) and isinstance(b, int | float):
-        return abs(float(a) - float(b)) < 0.0015
+        return float(a) == float(b)
     return False

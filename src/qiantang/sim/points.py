@@ -3,9 +3,8 @@
 The edge gateway forwards scalar values only (no structs or arrays), so a front-end exposes
 the kind's scalar properties: on OPC UA one variable each (``ns=N;s={device}.{property}``),
 on Modbus a register map built in thing-model order: bools on coils, enums in one holding
-register (uint16), ints in two (int32), floats in two as thousandths (int32, scale 0.001,
-as many meters and controllers do) and doubles in four (float64), big-endian words. Text
-properties go to OPC UA only.
+register (uint16), ints in two (int32), floats and doubles in four (float64, so the value
+read is the value the model posted), big-endian words. Text properties go to OPC UA only.
 """
 
 from __future__ import annotations
@@ -69,11 +68,8 @@ def modbus_points(kind: str) -> tuple[ScalarPoint, ...]:
             points.append(ScalarPoint(identifier, name, writable, "coil", coil, "bool"))
             coil += 1
             continue
-        data_type = {"enum": "uint16", "int": "int32", "float": "int32"}.get(name, "float64")
-        scale = 0.001 if name == "float" else 1.0
-        point = ScalarPoint(
-            identifier, name, writable, "holding_register", register, data_type, scale
-        )
+        data_type = {"enum": "uint16", "int": "int32"}.get(name, "float64")
+        point = ScalarPoint(identifier, name, writable, "holding_register", register, data_type)
         points.append(point)
         register += point.registers
     return tuple(points)
