@@ -254,7 +254,8 @@ class SparkplugUplink:
                 )
 
     def names(self, product_id: int) -> dict[str, str]:
-        """Metric name -> property identifier for the product's current model."""
+        """Metric name -> property identifier for the product's current model (metrics the
+        model lacks are added as the naming rule names them)."""
         model = self.core.models.cached(product_id)
         if model is None:
             return {}
@@ -264,30 +265,34 @@ class SparkplugUplink:
         return known[1]
 
     async def _readings(self, node: _Node, readings: list[Reading], now: int) -> Accepted:
+        """The points of one message's readings (all of one node or one device)."""
         out = Accepted()
         if not readings:
             return out
-        rows: dict[Target, list[Row]] = {}
-        for r in readings:
-            target = node.targets.get(r.device)
-            if target is None:
-                out.errors.append(FieldError(str(r.device), "device", "device not accepted"))
-            elif r.transient or r.metric.startswith(_CONTROL):
-                continue
-            elif not isinstance(r.value, _STORABLE):
-                out.errors.append(FieldError(r.metric, "value_type", "no thing-model type"))
-            else:
-                ident = self.names(target.product_id).get(r.metric) or metric_identifier(r.metric)
-                rows.setdefault(target, []).append((ident, cast(Value, r.value), r.ts_ms))
-        for target, values in rows.items():
+        target = node.targets.get(readings[0].device)
+        if target is None:
+            out.errors.append(FieldError(str(readings[0].device), "device", "not accepted"))
+            return out
+        model = self.core.models.cached(target.product_id)
+        if model is None:
+            await self.core.ensure_models([target.product_id])
             model = self.core.models.cached(target.product_id)
-            if model is None:
-                await self.core.ensure_models([target.product_id])
-                model = self.core.models.cached(target.product_id)
-            part = self.core.properties(model, target.device_id, values, now)
-            out.points += part.points
-            out.errors += part.errors
-            self.states.seen(target.device_id, now)
+        names = self.names(target.product_id)
+        rows: list[Row] = []
+        for r in readings:
+            metric, value = r.metric, r.value
+            if r.transient or metric.startswith(_CONTROL):
+                continue
+            if not isinstance(value, _STORABLE):
+                out.errors.append(FieldError(metric, "value_type", "no thing-model type"))
+                continue
+            ident = names.get(metric)
+            if ident is None:  # not in the model: named by the rule (and refused by it)
+                ident = names[metric] = metric_identifier(metric)
+            rows.append((ident, cast(Value, value), r.ts_ms))
+        part = self.core.properties(model, target.device_id, rows, now)
+        out.points, out.errors = part.points, out.errors + part.errors
+        self.states.seen(target.device_id, now)
         return out
 
     def _judge(self, node: _Node, message: InboundMessage, out: HostOutput, got: Accepted) -> None:
