@@ -75,13 +75,20 @@ def test_no_page_text_is_hard_coded_in_chinese() -> None:
 def test_index_refers_only_to_served_local_assets() -> None:
     index = _text(WEB_ROOT / "index.html")
     refs = re.findall(r'(?:src|href)="([^"#]+)"', index)
-    assert "/static/vendor/echarts.min.js" in refs
+    assert "/static/vendor/echarts.common.min.js" in refs
     for ref in refs:
         if ref.startswith("data:"):
             continue
         assert ref.startswith("/static/"), ref
         folder, _, rest = ref.removeprefix("/static/").partition("/")
         assert folder in ASSET_FOLDERS and (WEB_ROOT / folder / rest).is_file(), ref
+
+
+def test_index_preloads_every_module() -> None:
+    index = _text(WEB_ROOT / "index.html")
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="/static/([^"]+)">', index))
+    modules = {str(p.relative_to(WEB_ROOT)) for p in WEB_ROOT.glob("js/**/*.js")}
+    assert preloaded == modules
 
 
 def test_modules_import_only_local_files() -> None:
@@ -96,4 +103,4 @@ def test_vendored_echarts_carries_its_licence() -> None:
     vendor = WEB_ROOT / "vendor"
     assert "Apache License" in _text(vendor / "ECHARTS-LICENSE.txt")
     assert "Apache ECharts" in _text(vendor / "ECHARTS-NOTICE.txt")
-    assert (vendor / "echarts.min.js").stat().st_size > 500_000
+    assert (vendor / "echarts.common.min.js").stat().st_size > 500_000

@@ -80,7 +80,9 @@ async function render() {
 }
 
 async function start() {
+  const me = whoAmI().catch(() => null); // in parallel with the catalogue
   await loadLang(storedLang());
+  await me;
   translate();
   document.getElementById("lang-switch").addEventListener("click", async () => {
     await switchLang();

@@ -74,17 +74,23 @@ function stateBadge(online) {
 
 export async function devicePage(id) {
   const device = await api.get(`/devices/${id}`);
-  const [product, enterprise, latest, state] = await Promise.all([
+  const modelAndLatest = Promise.all([
     api.get(`/products/${device.product_id}`),
-    api.get(`/enterprises/${device.enterprise_id}`).catch(() => null),
     api.get(`/devices/${id}/properties`).catch(() => ({ properties: {} })),
-    api.get(`/devices/${id}/state`).catch(() => null),
   ]);
+  const rest = Promise.all([
+    api.get(`/enterprises/${device.enterprise_id}`).catch(() => null),
+    api.get(`/devices/${id}/state`).catch(() => null),
+    commandsTable(id),
+    messageLogTable(id),
+    eventsTable(id),
+  ]);
+  const [product, latest] = await modelAndLatest;
   const model = product.thing_model;
   const history = historySection(id, model, latest.properties);
-  const commands = h("div", { id: "commands-holder" }, await commandsTable(id));
+  const [enterprise, state, commandRows, log, events] = await rest;
+  const commands = h("div", { id: "commands-holder" }, commandRows);
   const refreshCommands = async () => commands.replaceChildren(await commandsTable(id));
-  const [log, events] = await Promise.all([messageLogTable(id), eventsTable(id)]);
   const page = h(
     "div",
     { class: "page device", id: "device-page", dataset: { deviceId: id } },
