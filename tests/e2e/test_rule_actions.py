@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 
 from qiantang.domain.rule_actions import parse_actions
+from qiantang.registry.tables import Rule as RuleRow
 from qiantang.services.rule_actions import Firing, RuleActions, stored_actions
 from qiantang.services.webhooks import WebhookPolicy, WebhookSecrets
 from tests.conftest import Server, free_port
@@ -266,7 +267,7 @@ def test_call_service_is_validated_before_sending(rig: Rig) -> None:
     rig.run([action], rig.firing(105, {"rpm": 900}))  # 9000 > max 3000
     wait_for(lambda: rig.outcomes(105) == [("call_service", 1, "failed")])
     assert "params.speed" in (rig.actions.deliveries(105)[0].error or "")
-    rig.run([action], rig.firing(105, {"rpm": 150}))
+    rig.run([action], rig.firing(105, {"rpm": 150}, ts=int(time.time() * 1000) + 1))
     wait_for(lambda: rig.outcomes(105)[-1:] == [("call_service", 1, "replied")])
     topic, body = rig.device.received[before]
     assert topic.endswith("/thing/service/start") and body["params"] == {"speed": 1500}
@@ -331,8 +332,11 @@ def test_the_same_firing_runs_once_and_derive_cannot_loop(rig: Rig) -> None:
 
 
 def test_derive_refused_by_the_thing_model(rig: Rig) -> None:
-    rig.run([{"type": "derive", "property": "energy", "expr": "1.0"}], rig.firing(110, {}))
-    rig.run([{"type": "derive", "property": "pf", "expr": "-1.0"}], rig.firing(110, {}))
+    first = rig.firing(110, {})
+    rig.run([{"type": "derive", "property": "energy", "expr": "1.0"}], first)
+    rig.run(
+        [{"type": "derive", "property": "pf", "expr": "-1.0"}], rig.firing(110, {}, ts=first.ts + 1)
+    )
     log = list(reversed(rig.actions.deliveries(110)))
     assert [(d.target, d.outcome) for d in log] == [("energy", "failed"), ("pf", "failed")]
     assert "unknown_property" in (log[0].error or "") and "min" in (log[1].error or "")
@@ -349,3 +353,75 @@ def test_actions_follow_the_transition(rig: Rig, receiver: tuple[str, type[Recei
     rig.run(actions, rig.firing(111, {}, transition="clear"))
     wait_for(lambda: rig.outcomes(111)[-1:] == [("webhook", 1, "delivered")])
     assert [a for a, _, _ in rig.outcomes(111)] == ["derive", "webhook"]
+
+
+def test_a_rule_made_over_http_fires_its_actions(
+    rig: Rig, receiver: tuple[str, type[Receiver]]
+) -> None:
+    """The whole chain: rule API -> MQTT message -> engine -> webhook, downlink, derive."""
+    url, handler = receiver
+    rig.device.mode = "ok"
+    body = {
+        "name": "功率超限联动",
+        "device_id": rig.dev["id"],
+        "condition": {"kind": "expression", "expression": "voltage * current * pf > 1000.0"},
+        "alarm": {"severity": "critical", "message": {"zh-CN": "功率过高", "en": "Power high"}},
+        "actions": [
+            {"type": "webhook", "url": f"{url}/chain", "secret": SECRET},
+            {"type": "set_property", "properties": {"setpoint": {"expr": "current * 2.0"}}},
+            {"type": "derive", "property": "power_kw", "expr": "voltage * current * pf / 1000.0"},
+        ],
+    }
+    made = rig.eng.post(f"/enterprises/{rig.ent['id']}/rules", json=body)
+    assert made.status_code == 201, made.text
+    rule = made.json()
+    assert SECRET not in made.text and rule["actions"][0]["has_secret"] is True
+    assert SECRET not in rig.eng.get(f"/enterprises/{rig.ent['id']}/rules/{rule['id']}").text
+    with rig.server.runtime.sessions() as db:
+        kept = db.get(RuleRow, rule["id"])
+        assert kept is not None
+        assert SECRET not in json.dumps(kept.actions)
+        assert kept.actions[0]["sealed_secret"].startswith("v1.")
+    before = len(rig.device.received)
+    ts = int(time.time() * 1000)
+    rig.device.publish(
+        f"{rig.device.sys}/thing/event/property/post",
+        {
+            "id": "chain-1",
+            "version": "1.0",
+            "method": "thing.event.property.post",
+            "params": {
+                "voltage": {"value": 400.0, "time": ts},
+                "current": {"value": 20.0, "time": ts},
+                "pf": {"value": 0.5, "time": ts},
+            },
+        },
+    )
+    _, headers, sent = wait_for(lambda: next((c for c in handler.calls if c[0] == "/chain"), None))
+    stamp = headers["X-Qiantang-Timestamp"]
+    mac = hmac.new(SECRET.encode(), stamp.encode() + b"." + sent, hashlib.sha256).hexdigest()
+    assert headers["X-Qiantang-Signature"] == f"sha256={mac}"
+    payload = json.loads(sent)
+    assert payload["rule"]["id"] == rule["id"] and payload["transition"] == "raise"
+    assert payload["alarm"]["severity"] == "critical" and payload["ts"] == ts
+    wait_for(lambda: len(rig.device.received) > before)
+    topic, downlink = rig.device.received[before]
+    assert topic.endswith("/thing/service/property/set") and downlink["params"] == {
+        "setpoint": 40.0
+    }
+    deliveries = f"/enterprises/{rig.ent['id']}/rules/{rule['id']}/deliveries"
+    outcomes = wait_for(
+        lambda: (
+            (got := {(d["action"], d["outcome"]) for d in rig.eng.get(deliveries).json()["items"]})
+            >= {("webhook", "delivered"), ("set_property", "replied"), ("derive", "stored")}
+            and got
+        )
+    )
+    assert not any(outcome == "failed" for _, outcome in outcomes)
+    points = wait_for(
+        lambda: rig.eng.get(
+            f"/devices/{rig.dev['id']}/telemetry",
+            params={"property": "power_kw", "start_ms": ts, "end_ms": ts + 1},
+        ).json()["points"]
+    )
+    assert [(p["ts"], p["value"]) for p in points] == [(ts, 4.0)]

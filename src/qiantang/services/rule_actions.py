@@ -10,6 +10,8 @@ stored and tracked by `CommandService` like any API call), derived points, and f
   engineer role in the rule's enterprise only, so a rule reaches only its own enterprise's
   devices. They run as background tasks, at most `max_commands` at once; more are dropped
   and recorded.
+- **Expressions** in values and derives read the firing's values; a name the engine did not
+  pass (it keeps what the condition reads) is taken from the device's latest stored value.
 - **Webhooks** go to `WebhookSender` (bounded queue, retries with back-off).
 - **Derived properties** are validated against the firing device's thing model like any
   reading and go through `IngestCore.store_all`: stored, queryable, on the bus. They carry
@@ -31,7 +33,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -47,6 +49,7 @@ from qiantang.domain.rule_actions import (
     SetPropertyAction,
     WebhookAction,
     expression_of,
+    expression_texts,
 )
 from qiantang.domain.telemetry import Point, Value
 from qiantang.registry.tables import Device, Product
@@ -153,9 +156,9 @@ class RuleActions:
         if len(self._seen) > _SEEN:
             self._seen.popitem(last=False)
         derived: list[Point] = []
-        for spec in actions:
-            if firing.transition not in spec.on:
-                continue
+        applicable = [spec for spec in actions if firing.transition in spec.on]
+        firing = await self._with_latest(applicable, firing)
+        for spec in applicable:
             try:
                 await self._start(spec, firing, derived)
             except Exception as err:  # an action must never stop the engine
@@ -163,6 +166,26 @@ class RuleActions:
                 self._fail(firing, _kind(spec), _target(spec, firing), err)
         if derived:
             await self._store_derived(firing, derived)
+
+    async def _with_latest(self, actions: Sequence[ActionSpec], firing: Firing) -> Firing:
+        """The firing, with the device's latest stored values for names its action
+        expressions read and the engine did not pass (it keeps what the condition reads)."""
+        try:
+            names = {n for spec in actions for t in expression_texts(spec) for n in self._names(t)}
+        except QiantangError:
+            return firing  # an expression that does not compile fails when it runs
+        if names <= firing.values.keys():
+            return firing
+        try:
+            latest = await self._core.store.latest(firing.device_id)
+        except Exception:
+            log.exception("rule %s: reading the latest values failed", firing.rule_id)
+            return firing
+        extra = {n: latest[n].value for n in names - firing.values.keys() if n in latest}
+        return replace(firing, values={**extra, **firing.values}) if extra else firing
+
+    def _names(self, text: str) -> frozenset[str]:
+        return self._compiled(text).names
 
     async def _start(self, spec: ActionSpec, firing: Firing, derived: list[Point]) -> None:
         if isinstance(spec, WebhookAction):
@@ -174,13 +197,16 @@ class RuleActions:
         else:
             self._command(spec, firing)
 
-    def _evaluate(self, text: str, firing: Firing) -> Value:
+    def _compiled(self, text: str) -> Expression:
         expr = self._expressions.get(text)
         if expr is None:
             if len(self._expressions) >= _EXPRESSIONS:
                 self._expressions.clear()
             expr = self._expressions[text] = compile_expression(text)
-        return expr.evaluate(firing.values)
+        return expr
+
+    def _evaluate(self, text: str, firing: Firing) -> Value:
+        return self._compiled(text).evaluate(firing.values)
 
     def _resolve(self, params: Mapping[str, Any], firing: Firing) -> dict[str, Any]:
         out: dict[str, Any] = {}
