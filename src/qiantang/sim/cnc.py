@@ -42,7 +42,9 @@ class CncMachine(SimMachine):
         "spindleOverride": (50, 120),
         "coolantOn": None,
     }
-    SLOW: ClassVar[frozenset[str]] = frozenset({"programName", "workMode", "lastPowerOn"})
+    SLOW: ClassVar[frozenset[str]] = frozenset(
+        {"programName", "workMode", "lastPowerOn", "toolLife"}
+    )
 
     def __init__(
         self,
@@ -67,6 +69,8 @@ class CncMachine(SimMachine):
         self.tool_wear = initial_wear if initial_wear is not None else rng.uniform(10.0, 80.0)
         self.tool_number = rng.randint(1, 24)
         self.tool_used = int(self.tool_wear * 3)
+        self.tool_limits = [rng.choice((200, 300, 500, 800)) for _ in range(24)]
+        self.tool_uses = [rng.randint(0, limit) for limit in self.tool_limits]
         self.part_count = rng.randint(0, 20_000)
         self.part_progress_s = rng.uniform(0.0, self.part_cycle_s)
         self.last_cycle_s = round(self.part_cycle_s, 1)
@@ -113,6 +117,7 @@ class CncMachine(SimMachine):
         self.part_progress_s = 0.0
         self.part_count += 1
         self.tool_used += 1
+        self.tool_uses[self.tool_number - 1] = self.tool_used
         self.emit("programFinished", programName=self.program_name, cycleTime=self.last_cycle_s)
 
     def _finish_hold(self) -> None:
@@ -120,6 +125,7 @@ class CncMachine(SimMachine):
             self.tool_number = self.tool_number % 24 + 1
             self.tool_wear = 0.0
             self.tool_used = 0
+            self.tool_uses[self.tool_number - 1] = 0
         self.state = CncState.IDLE
         self._hold_s = 0.0
 
@@ -154,6 +160,16 @@ class CncMachine(SimMachine):
             "alarmActive": self.state == CncState.ALARM,
             "coolantOn": bool(self.coolant_on and cutting),
             "lastPowerOn": self.power_on_ms,
+            "toolLife": [
+                {"toolNo": i + 1, "usedCount": min(used, 100_000), "lifeLimit": limit}
+                for i, (used, limit) in enumerate(
+                    zip(self.tool_uses, self.tool_limits, strict=True)
+                )
+            ],
+            "axisLoads": [
+                round(load * share * rng.uniform(0.9, 1.1), 1) if cutting else 0.0
+                for share in (0.6, 0.5, 0.8, 0.2, 0.15)
+            ],
         }
 
     def call_service(self, identifier: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
