@@ -46,7 +46,7 @@ class Tenant:
     """An enterprise with a signed-in engineer, a product and devices."""
 
     def __init__(self, server: Server, name: str, body17: str, username: str) -> None:
-        self.api, self.enterprise = enterprise_with_user(server, name, body17, username)
+        self.api, self.enterprise = enterprise_with_user(server, name, body17, username, "admin")
         self.token = self.api.headers["Authorization"].removeprefix("Bearer ")
         self.product = self.api.post(
             "/products",
@@ -167,6 +167,36 @@ def test_tenant_sees_its_devices_and_nothing_of_another(
         dev_b.close()
         watch_a.close()
         watch_b.close()
+
+
+def test_a_platform_operator_sees_only_what_a_grant_names(
+    server: Server, tenants: tuple[Tenant, Tenant]
+) -> None:
+    a, b = tenants
+    grant = {
+        "enterprise_id": a.enterprise["id"],
+        "platform_id": server.base_id,
+        "products": [a.product["product_key"]],
+        "properties": ["temperature"],
+    }
+    assert a.api.post("/grants", json=grant).status_code == 201
+    watch = subscribe(server, server.operator_key, "platform", server.base_id)
+    try:
+        assert b.bulk(0, [{"properties": {"temperature": 55.5, "note": "b"}}]).status_code == 200
+        assert (
+            a.bulk(1, [{"properties": {"temperature": 44.5, "note": "secret"}}]).status_code == 200
+        )
+        frames = frames_until(watch, lambda f: f["type"] == "telemetry")
+        assert frames[-1]["device_id"] == a.devices[1]["id"]
+        assert frames[-1]["values"] == {"temperature": 44.5}  # "note" is not granted
+        assert all(f.get("device_id") != b.devices[0]["id"] for f in frames)
+    finally:
+        watch.close()
+    # the operator may not watch the enterprise that granted nothing
+    refused = closed_with(
+        open_live(server, server.operator_key, scope="enterprise", id=b.enterprise["id"])
+    )
+    assert refused.rcvd is not None and refused.rcvd.code == 4404
 
 
 def test_state_changes_reach_the_client(server: Server, tenants: tuple[Tenant, Tenant]) -> None:

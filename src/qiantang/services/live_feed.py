@@ -183,7 +183,13 @@ class LiveFeed:
 
     def clients(self) -> list[LiveClient]:
         """Every connected client."""
-        return [c for by_id in self._index.values() for cs in by_id.values() for c in cs]
+        # copies first: tests and metrics may call this from another thread
+        return [
+            c
+            for by_id in list(self._index.values())
+            for cs in list(by_id.values())
+            for c in list(cs)
+        ]
 
     def client_stats(self) -> list[ClientStats]:
         """Per-client counters."""
