@@ -38,7 +38,7 @@ from qiantang.services.sparkplug_uplink import SparkplugUplink
 from qiantang.services.telemetry_runtime import Telemetry
 from qiantang.services.telemetry_state import DeviceStates, MessageLog
 from qiantang.services.thingsboard_uplink import ThingsBoardUplink
-from qiantang.services.webhooks import WebhookSecrets
+from qiantang.services.webhooks import WebhookPolicy, WebhookSecrets
 from qiantang.settings import Settings
 
 __all__ = ["build_app", "build_runtime", "open_telemetry", "telemetry_lifespan"]
@@ -137,9 +137,14 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
 async def _start_rules(runtime: Runtime, telemetry: Telemetry) -> RuleEngine:
     """The rule engine on its own bus subscription, with the actions executor; alarm
     changes also go to the live feed."""
-    actions = RuleActions(
-        telemetry.commands, telemetry.core, runtime.sessions, WebhookSecrets(runtime.device_secrets)
+    settings = runtime.settings
+    policy = WebhookPolicy(
+        attempts=settings.webhook_attempts,
+        backoff_s=settings.webhook_backoff_s,
+        queue=settings.webhook_queue,
     )
+    secrets = WebhookSecrets(runtime.device_secrets)
+    actions = RuleActions(telemetry.commands, telemetry.core, runtime.sessions, secrets, policy)
     subscription = telemetry.bus.subscribe("rules", capacity=8192)
     engine = RuleEngine(runtime.sessions, telemetry.models, subscription, actions)
     feed = telemetry.live_feed

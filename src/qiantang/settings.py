@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     live_stall_s: float = Field(
         default=30.0, gt=0, description="a live client sampled this long is dropped"
     )
+    webhook_attempts: int = Field(default=5, ge=1, le=20, description="tries per webhook")
+    webhook_backoff_s: float = Field(
+        default=1.0, gt=0, le=600, description="first webhook retry delay, doubled per attempt"
+    )
+    webhook_queue: int = Field(
+        default=1000, ge=1, description="webhook deliveries in flight at most (more dropped)"
+    )
     sparkplug_host_id: str = Field(
         default="qiantang",
         pattern=r"^[^/+#\x00]{1,64}$",
