@@ -71,3 +71,10 @@ def test_runtime_failures_are_evaluation_errors(text: str, variables: dict[str, 
 def test_int_and_double_compare_across_types() -> None:
     assert compile_expression("a > 1.5").evaluate({"a": 2}) is True
     assert compile_expression("a == 2").evaluate({"a": 2.0}) is True
+
+
+def test_only_the_names_read_matter() -> None:
+    expr = compile_expression("p1 > 1.0")
+    variables = {f"p{i}": float(i) for i in range(50)}
+    assert expr.evaluate(variables) is False
+    assert expr.evaluate({**variables, "p1": 2.0, "device": {"id": 1}}) is True

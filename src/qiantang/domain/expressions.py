@@ -85,16 +85,20 @@ def _is_operator(name: str) -> bool:
 class Expression:
     """A compiled CEL expression, evaluated many times against different variables."""
 
-    __slots__ = ("_program", "names", "text")
+    __slots__ = ("_names", "_program", "names", "text")
 
     def __init__(self, text: str, program: cel.Program) -> None:
         self.text = text
         self._program = program
-        self.names: frozenset[str] = frozenset(program.variables())
+        self._names = tuple(program.variables())
+        self.names: frozenset[str] = frozenset(self._names)
 
     def evaluate(self, variables: Mapping[str, Value]) -> Value:
-        """The value of the expression with `variables` bound; raises `EvaluationError`."""
-        context: dict[str, Any] = variables if isinstance(variables, dict) else dict(variables)
+        """The value of the expression with `variables` bound; raises `EvaluationError`.
+
+        Only the names the expression reads are handed to CEL: the runtime converts every
+        variable it is given, so passing a device's 50 properties costs 10-40x one."""
+        context: dict[str, Any] = {n: variables[n] for n in self._names if n in variables}
         try:
             result: Value = self._program.execute(context)
         except Exception as err:  # the Rust runtime raises built-in exception types
