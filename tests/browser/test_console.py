@@ -108,6 +108,7 @@ def rig(server: Server) -> Iterator[dict[str, Any]]:
     r = op.post(f"/users/{prov}/bindings", json={"role": "engineer", "enterprise_id": weaver["id"]})
     assert r.status_code == 201, r.text
     _user(op, "other-viewer", "viewer", enterprise_id=other["id"])
+    _user(op, "weaver-viewer", "viewer", enterprise_id=weaver["id"])
     eng = _login(server, "prov-op", "prov-op-pw")
     product = eng.post(
         "/products",
@@ -268,6 +269,119 @@ def test_call_a_service_and_see_the_reply(prov: Page, rig: dict[str, Any], shoot
     shoot(prov, "06-device-call-zh")
 
 
+TYPED = {
+    "properties": [
+        {
+            "identifier": "mode",
+            "name": "模式",
+            "access_mode": "rw",
+            "data_type": {
+                "type": "enum",
+                "specs": {"members": [{"value": 0, "name": "停机"}, {"value": 1, "name": "运行"}]},
+            },
+        },
+        {
+            "identifier": "running",
+            "name": "运行中",
+            "access_mode": "rw",
+            "data_type": {"type": "bool", "specs": {"false": "否", "true": "是"}},
+        },
+        {
+            "identifier": "note",
+            "name": "备注",
+            "access_mode": "rw",
+            "data_type": {"type": "text", "specs": {"length": 16}},
+        },
+        {
+            "identifier": "due",
+            "name": "到期",
+            "access_mode": "rw",
+            "data_type": {"type": "date", "specs": {}},
+        },
+        {
+            "identifier": "cfg",
+            "name": "配置",
+            "access_mode": "rw",
+            "data_type": {
+                "type": "struct",
+                "specs": {
+                    "fields": [
+                        {
+                            "identifier": "a",
+                            "name": "甲",
+                            "data_type": {"type": "int", "specs": {}},
+                        },
+                        {
+                            "identifier": "b",
+                            "name": "乙",
+                            "data_type": {"type": "text", "specs": {"length": 8}},
+                        },
+                    ]
+                },
+            },
+        },
+        {
+            "identifier": "steps",
+            "name": "步骤",
+            "access_mode": "rw",
+            "data_type": {
+                "type": "array",
+                "specs": {"size": 4, "item": {"type": "int", "specs": {}}},
+            },
+        },
+    ],
+    "events": [],
+    "services": [],
+}
+
+
+def test_property_form_covers_every_data_type(
+    prov: Page, server: Server, rig: dict[str, Any]
+) -> None:
+    eng = rig["eng"]
+    product = eng.post(
+        "/products",
+        json={"enterprise_id": rig["weaver"]["id"], "name": "类型样机", "thing_model": TYPED},
+    )
+    assert product.status_code == 201, product.text
+    dev = eng.post(
+        "/devices", json={"product_id": product.json()["id"], "device_name": "TYPED-01"}
+    ).json()
+    device = Responder(
+        server.mqtt_port, product.json()["product_key"], "TYPED-01", dev["device_secret"]
+    )
+    device.start()
+    try:
+        prov.goto(server.url + f"/#/devices/{dev['id']}")
+        _ready(prov, "devices")
+        form = prov.locator("#set-properties")
+        form.locator("select[name=mode]").select_option("1")
+        form.locator("select[name=running]").select_option("1")
+        form.locator("input[name=note]").fill("换班")
+        form.locator("input[name=due]").fill("2026-03-04T05:06")
+        form.locator("input[name=a]").fill("3")
+        form.locator("input[name=b]").fill("x")
+        form.locator("textarea[name=steps]").fill("[1, 2, 3]")
+        form.locator("button[type=submit]").click()
+        expect(form.locator(".outcome")).to_have_attribute("data-status", "replied")
+        due = prov.evaluate("new Date('2026-03-04T05:06').getTime()")
+        _topic, body = device.received[-1]
+        assert body["params"] == {
+            "mode": 1,
+            "running": True,
+            "note": "换班",
+            "due": due,
+            "cfg": {"a": 3, "b": "x"},
+            "steps": [1, 2, 3],
+        }
+        form.locator("input[name=note]").fill("")
+        form.locator("textarea[name=steps]").fill("[1, 2, 3, 4, 5]")
+        form.locator("button[type=submit]").click()
+        expect(form.locator(".outcome")).to_contain_text("params.steps")
+    finally:
+        device.close()
+
+
 def test_rules_create_from_template_dry_run_and_toggle(
     prov: Page, server: Server, rig: dict[str, Any], shoot: Shoot
 ) -> None:
@@ -375,6 +489,22 @@ def test_enterprise_viewer_cannot_reach_another_enterprises_device(
     _ready(page, "enterprises")
     expect(page.locator("[data-error]")).to_have_text(ZH["error.not_found"])
     shoot(page, "12-viewer-denied-zh")
+
+
+def test_a_viewer_sees_the_device_but_may_not_command_it(
+    pages: Pages, server: Server, rig: dict[str, Any]
+) -> None:
+    page = pages.new()
+    _sign_in(page, server, "weaver-viewer")
+    _ready(page, "enterprises")
+    page.goto(server.url + f"/#/devices/{rig['dev']['id']}")
+    _ready(page, "devices")
+    sent = len(rig["device"].received)
+    form = page.locator("#service-start")
+    form.locator("input[name=speed]").fill("100")
+    form.locator("button[type=submit]").click()
+    expect(form.locator(".outcome")).to_have_text(ZH["error.no_access"])
+    assert len(rig["device"].received) == sent  # nothing reached the device
 
 
 def test_no_console_request_leaves_localhost(pages: Pages) -> None:
