@@ -21,7 +21,7 @@ from qiantang.domain.rule_actions import parse_actions
 from qiantang.registry.tables import Rule as RuleRow
 from qiantang.services.rule_actions import Firing, RuleActions, stored_actions
 from qiantang.services.webhooks import WebhookPolicy, WebhookSecrets
-from tests.conftest import Server, free_port
+from tests.conftest import Server, _start, free_port
 from tests.e2e.test_alink_telemetry import wait_for
 from tests.e2e.test_downlink import Responder
 from tests.helpers.tenants import enterprise_with_user
@@ -96,6 +96,14 @@ def receiver() -> Iterator[tuple[str, type[Receiver]]]:
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose webhooks retry quickly (3 attempts, 50 ms first back-off)."""
+    yield from _start(
+        tmp_path_factory.mktemp("actions"), webhook_attempts=3, webhook_backoff_s=0.05
+    )
 
 
 class Rig:
@@ -358,7 +366,8 @@ def test_actions_follow_the_transition(rig: Rig, receiver: tuple[str, type[Recei
 def test_a_rule_made_over_http_fires_its_actions(
     rig: Rig, receiver: tuple[str, type[Receiver]]
 ) -> None:
-    """The whole chain: rule API -> MQTT message -> engine -> webhook, downlink, derive."""
+    """The whole chain: rule API -> MQTT message -> engine -> webhooks (one endpoint down,
+    retried by the server's configured policy and reported over the API), downlink, derive."""
     url, handler = receiver
     rig.device.mode = "ok"
     body = {
@@ -368,6 +377,7 @@ def test_a_rule_made_over_http_fires_its_actions(
         "alarm": {"severity": "critical", "message": {"zh-CN": "功率过高", "en": "Power high"}},
         "actions": [
             {"type": "webhook", "url": f"{url}/chain", "secret": SECRET},
+            {"type": "webhook", "url": f"{url}/down", "secret": SECRET},
             {"type": "set_property", "properties": {"setpoint": {"expr": "current * 2.0"}}},
             {"type": "derive", "property": "power_kw", "expr": "voltage * current * pf / 1000.0"},
         ],
@@ -417,7 +427,16 @@ def test_a_rule_made_over_http_fires_its_actions(
             and got
         )
     )
-    assert not any(outcome == "failed" for _, outcome in outcomes)
+    failed = wait_for(
+        lambda: [
+            d
+            for d in rig.eng.get(deliveries).json()["items"]
+            if d["outcome"] == "failed" and d["target"] == f"{url}/down"
+        ]
+    )
+    assert failed[0]["attempt"] == 3 and failed[0]["status_code"] == 500
+    assert "gave up after 3 attempts" in failed[0]["error"]
+    assert not any(o == "failed" for a, o in outcomes if a != "webhook")
     points = wait_for(
         lambda: rig.eng.get(
             f"/devices/{rig.dev['id']}/telemetry",
