@@ -89,8 +89,9 @@ async def open_telemetry(runtime: Runtime) -> Telemetry:
         extend_models=settings.sparkplug_extend_models,
     )
     uplink.sparkplug = sparkplug
+    # Sparkplug first: an edge node holding an access token is also a ThingsBoard client
     commands.other_protocols = lambda device_id: (
-        thingsboard.route(device_id) or sparkplug.route(device_id)
+        sparkplug.route(device_id) or thingsboard.route(device_id)
     )
     telemetry = Telemetry(
         store,

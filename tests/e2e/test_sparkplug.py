@@ -217,6 +217,13 @@ def test_births_data_gap_write_and_death(rig: dict[str, Any], edge: EdgeProcess)
     assert dcmd["device"] == "Boiler-01" and dcmd["metrics"][0]["alias"] == 12
     assert dcmd["metrics"][0]["value"] is True
     wait_for(lambda: True in values(eng, boiler, "Outputs_Valve"))
+    # and to the node's own metrics as an NCMD (the node also holds a ThingsBoard token)
+    node_set = eng.post(
+        f"/devices/{rig['node_id']}/properties/set", json={"params": {"Temperature": 25.0}}
+    )
+    assert node_set.json()["status"] == "replied" and "NCMD" in node_set.json()["message"]
+    ncmd = edge.expect("ncmd", lambda e: e["metrics"][0]["alias"] == 2)
+    assert ncmd["metrics"] == [{"name": None, "alias": 2, "value": 25.0}]
 
     # DDEATH takes one device offline; NDEATH the node and the rest
     edge.send(cmd="ddeath", device="Pump-0001")
