@@ -43,8 +43,8 @@ def render_message(template: str, values: Mapping[str, Value]) -> str:
             if not isinstance(value, Mapping) or part not in value:
                 return match.group(0)
             value = value[part]
-        if isinstance(value, float):
-            return f"{value:g}"
+        if isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
+            return str(int(value))  # 150.0 -> "150", a ms timestamp in full
         return str(value)
 
     return _PLACEHOLDER.sub(one, template)

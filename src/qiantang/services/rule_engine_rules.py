@@ -68,17 +68,13 @@ class CompiledRule:
     evaluator: ConditionEvaluator
     actions: list[ActionSpec]
     keep: tuple[str, ...]
+    reads: frozenset[str]  # what the condition reads (computed once)
     states: dict[int, ConditionState] = field(default_factory=dict)
 
     @property
     def id(self) -> int:
         """The rule id."""
         return self.definition.id
-
-    @property
-    def reads(self) -> frozenset[str]:
-        """Properties the condition reads."""
-        return self.spec.condition.reads
 
     def kept_values(self, variables: Mapping[str, Any]) -> dict[str, Any]:
         """The values an alarm or action keeps: what the condition and messages name."""
@@ -95,7 +91,8 @@ def compile_rule(definition: RuleDef, model: ThingModel) -> CompiledRule:
         for template in spec.alarm.messages.values():
             keep.update(m.group(1).split(".")[0] for m in _PLACEHOLDER.finditer(template))
     evaluator = ConditionEvaluator(spec.condition, properties)
-    return CompiledRule(definition, spec, evaluator, actions, tuple(sorted(keep)))
+    reads = spec.condition.reads
+    return CompiledRule(definition, spec, evaluator, actions, tuple(sorted(keep)), reads)
 
 
 @dataclass(slots=True)
@@ -105,6 +102,16 @@ class _Bucket:
     data: list[CompiledRule] = field(default_factory=list)
     always: list[CompiledRule] = field(default_factory=list)
     events: list[CompiledRule] = field(default_factory=list)
+    reads: frozenset[str] = frozenset()  # everything the data rules read
+
+    def matching(self, names: Mapping[str, object]) -> list[CompiledRule]:
+        """The data rules reading one of `names` (set operations in C, no loop per name)."""
+        hit = names.keys() & self.reads
+        if not hit:
+            return []
+        if len(hit) == len(self.reads):
+            return self.data
+        return [r for r in self.data if not r.reads.isdisjoint(hit)]
 
 
 class RuleIndex:
@@ -131,6 +138,7 @@ class RuleIndex:
                 bucket.always.append(rule)
             else:
                 bucket.data.append(rule)
+                bucket.reads = bucket.reads | rule.reads
         self.timed = [r for r in self.rules.values() if r.evaluator.timed]
 
     def put(self, rule: CompiledRule) -> None:
@@ -161,7 +169,7 @@ class RuleIndex:
             if bucket is None:
                 continue
             out.extend(bucket.always)
-            out.extend(r for r in bucket.data if not r.reads.isdisjoint(names))
+            out.extend(bucket.matching(names))
         return out
 
     def for_event(self, product_id: int, device_id: int) -> tuple[list[CompiledRule], ...]:
