@@ -35,10 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest import Workers, pct, split, sum_results
+from ingest import Workers, pct, split, sum_results, wait_for_quiet
 from ingest_mqtt import CTX, PubSpec, publisher_main
 from ingest_server import (
     Fleet,
+    ForeignCpu,
     Sampler,
     ServerHandle,
     register_fleet,
@@ -176,6 +177,8 @@ def run_phase(
     clients: int,
 ) -> dict[str, Any]:
     """One phase: publishers (paced at `rate_msgs` or as fast as possible) and `clients`."""
+    if args.quiet_wait:
+        wait_for_quiet(args.quiet_wait)
     ws = None
     if clients:
         ids = [d[0] for d in fleet.devices[:clients]]
@@ -187,7 +190,9 @@ def run_phase(
     workers = _publishers(args, server, fleet, rate_msgs)
     infos = workers.start()
     connected = sum(i[1] for i in infos)
+    others = ForeignCpu()
     with Sampler(server) as sampler:
+        others.start()
         if ws is not None:
             ws.start()
         time.sleep(0.2)
@@ -195,6 +200,7 @@ def run_phase(
         workers.go.set()
         results = workers.results(args.seconds + 120)
         t1 = time.monotonic()
+        foreign, top = others.stop()
         time.sleep(1.0)  # the last frames
         got = ws.finish() if ws is not None else WsResult()
     workers.kill()
@@ -210,6 +216,8 @@ def run_phase(
         "server CPU (cores)": sampler.cpu_share(t0, t1),
         "server CPU us/point": 1e6 * cpu_s / max(total.acked * args.props, 1),
         "server RSS peak MiB": sampler.peak_rss() / 2**20,
+        "other processes (cores)": foreign,
+        "top other process": top,
         "machine busy %": sampler.machine_busy(time.time() - (t1 - t0) - 1.2, time.time()),
         "frames received": got.frames,
         "lag frames": got.lag_frames,
@@ -232,6 +240,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--publishers", type=int, default=2, help="MQTT publisher processes")
     p.add_argument("--rounds", type=int, default=2, help="rounds of the two max phases")
     p.add_argument("--json-out", type=Path, help="write the rows here")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=0.0,
+        help="before each phase wait at most this "
+        "long (s) for other processes to use < 20%% of a core",
+    )
     return p.parse_args(argv)
 
 

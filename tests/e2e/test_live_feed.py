@@ -137,6 +137,13 @@ def feed_of(server: Server) -> LiveFeed:
 def tenants(server: Server) -> tuple[Tenant, Tenant]:
     a = Tenant(server, "甬江机械", "91330200MA2C00011", "live-a")
     b = Tenant(server, "瓯江电器", "91330300MA2C00022", "live-b")
+    grant = {  # the base platform may read A's temperatures; B grants nothing
+        "enterprise_id": a.enterprise["id"],
+        "platform_id": server.base_id,
+        "products": [a.product["product_key"]],
+        "properties": ["temperature"],
+    }
+    assert a.api.post("/grants", json=grant).status_code == 201
     return a, b
 
 
@@ -173,13 +180,6 @@ def test_a_platform_operator_sees_only_what_a_grant_names(
     server: Server, tenants: tuple[Tenant, Tenant]
 ) -> None:
     a, b = tenants
-    grant = {
-        "enterprise_id": a.enterprise["id"],
-        "platform_id": server.base_id,
-        "products": [a.product["product_key"]],
-        "properties": ["temperature"],
-    }
-    assert a.api.post("/grants", json=grant).status_code == 201
     watch = subscribe(server, server.operator_key, "platform", server.base_id)
     try:
         assert b.bulk(0, [{"properties": {"temperature": 55.5, "note": "b"}}]).status_code == 200
@@ -197,6 +197,32 @@ def test_a_platform_operator_sees_only_what_a_grant_names(
         open_live(server, server.operator_key, scope="enterprise", id=b.enterprise["id"])
     )
     assert refused.rcvd is not None and refused.rcvd.code == 4404
+
+
+def test_alarms_reach_members_only(server: Server, tenants: tuple[Tenant, Tenant]) -> None:
+    a, _ = tenants
+    device_id = a.devices[0]["id"]
+    member = subscribe(server, a.token, "device", device_id)
+    operator = subscribe(server, server.operator_key, "platform", server.base_id)
+    feed = feed_of(server)
+    try:
+        # what the rule engine does on a raise (called here from the test's thread)
+        feed.alarm(a.enterprise["id"], device_id, {"alarm_id": 5, "status": "active"})
+        frame = frames_until(member, lambda f: f["type"] == "alarm")[-1]
+        assert frame == {
+            "alarm_id": 5,
+            "status": "active",
+            "type": "alarm",
+            "enterprise_id": a.enterprise["id"],
+            "device_id": device_id,
+        }
+        # the operator holds a grant of telemetry only: a point arrives, the alarm did not
+        assert a.bulk(0, [{"properties": {"temperature": 12.5}}]).status_code == 200
+        seen = frames_until(operator, lambda f: f["type"] == "telemetry")
+        assert [f for f in seen if f["type"] == "alarm"] == []
+    finally:
+        member.close()
+        operator.close()
 
 
 def test_state_changes_reach_the_client(server: Server, tenants: tuple[Tenant, Tenant]) -> None:
