@@ -88,6 +88,6 @@ def gateway_config(plan: FleetPlan, gateway: GatewayIdentity, outbox: str) -> di
             "reconnect_max_s": 5,
         },
         "outbox": {"path": outbox, "synchronous": "normal"},
-        "health": {"enabled": True, "period_s": 10},
+        "health": {"enabled": True, "period_s": 5},
         "devices": [_device_block(plan, d) for d in devices],
     }
