@@ -62,8 +62,8 @@ export function pieChart(el, slices, emptyKey, onDrawn) {
   );
 }
 
-// A time line of downsampled buckets: avg as the line, min..max as a band.
-export function historyChart(el, name, buckets, onDrawn) {
+// A time line of downsampled buckets over [start, end): avg as the line, min..max as a band.
+export function historyChart(el, name, buckets, [start, end], onDrawn) {
   const avg = buckets.map((b) => [b.ts, b.avg ?? b.last]);
   const low = buckets.map((b) => [b.ts, b.min]);
   const spread = buckets.map((b) => [b.ts, b.max !== null && b.min !== null ? b.max - b.min : null]);
@@ -89,7 +89,7 @@ export function historyChart(el, name, buckets, onDrawn) {
       animation: false,
       tooltip: { trigger: "axis" },
       grid: { left: 56, right: 16, top: 24, bottom: 56 },
-      xAxis: { type: "time" },
+      xAxis: { type: "time", min: start, max: end },
       yAxis: { type: "value", scale: true },
       dataZoom: [{ type: "inside" }, { type: "slider", height: 18, bottom: 8 }],
       series,

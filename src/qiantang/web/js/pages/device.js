@@ -18,6 +18,22 @@ function typeText(dt) {
   return `${dt?.type || "?"}${range}${specs.unit ? ` ${specs.unit}` : ""}`;
 }
 
+// How a property's value reads: enum members and bool labels by name, the rest as it is.
+function formatter(dt) {
+  const specs = dt?.specs || {};
+  if (dt?.type === "enum") {
+    const names = new Map((specs.members || []).map((m) => [m.value, m.name]));
+    return (v) => (names.has(v) ? `${names.get(v)} (${v})` : fmtValue(v));
+  }
+  if (dt?.type === "bool") {
+    return (v) => (v === undefined || v === null ? "—" : `${v ? specs.true ?? "true" : specs.false ?? "false"}`);
+  }
+  if (dt?.type === "date") {
+    return (v) => (typeof v === "number" ? fmtTime(v) : fmtValue(v));
+  }
+  return fmtValue;
+}
+
 function modelTable(model, latest) {
   return table(
     [
@@ -25,7 +41,10 @@ function modelTable(model, latest) {
       { key: "common.name", cell: (p) => p.name },
       { key: "model.type", cell: (p) => typeText(p.data_type) },
       { key: "model.access", cell: (p) => t(`access.${p.access_mode}`) },
-      { key: "model.value", cell: (p) => h("b", { dataset: { valueOf: p.identifier } }, fmtValue(latest[p.identifier]?.value)) },
+      {
+        key: "model.value",
+        cell: (p) => h("b", { dataset: { valueOf: p.identifier } }, formatter(p.data_type)(latest[p.identifier]?.value)),
+      },
       { key: "model.ts", cell: (p) => h("span", { dataset: { tsOf: p.identifier } }, fmtTime(latest[p.identifier]?.ts)) },
     ],
     model.properties || [],
@@ -37,7 +56,7 @@ function showValues(page, properties) {
   for (const [id, point] of Object.entries(properties)) {
     const value = page.querySelector(`[data-value-of="${CSS.escape(id)}"]`);
     if (value) {
-      value.textContent = fmtValue(point.value);
+      value.textContent = (page.formats?.get(id) || fmtValue)(point.value);
       page.querySelector(`[data-ts-of="${CSS.escape(id)}"]`).textContent = fmtTime(point.ts);
     }
   }
@@ -128,6 +147,7 @@ export async function devicePage(id) {
     section("device.events", events),
     section("device.message_log", log),
   );
+  page.formats = new Map((model.properties || []).map((p) => [p.identifier, formatter(p.data_type)]));
   page.mounted = async () => {
     followValues(page, id);
     await history.start();

@@ -44,7 +44,8 @@ async function draw(deviceId, property, span, holder, pending = null, started = 
     holder.dataset.drawn = String(answer.buckets.length);
     holder.dataset.bucketMs = String(answer.bucket_ms);
   };
-  historyChart(holder, property.name, answer.buckets, done);
+  const end = answer.buckets.length ? Math.max(Date.now(), answer.buckets.at(-1).ts) : Date.now();
+  historyChart(holder, property.name, answer.buckets, [end - span, end], done);
   if (answer.buckets.length === 0) {
     done();
   }
@@ -53,7 +54,9 @@ async function draw(deviceId, property, span, holder, pending = null, started = 
 // The history section; it starts on the first chartable property that has a value.
 export function historySection(deviceId, model, latest = {}) {
   const props = chartableProperties(model);
-  const first = props.find((p) => p.identifier in latest) || props[0];
+  const numeric = (p) => ["int", "float", "double"].includes(p.data_type.type);
+  const first =
+    props.find((p) => numeric(p) && p.identifier in latest) || props.find((p) => p.identifier in latest) || props[0];
   if (props.length === 0) {
     return { node: section("device.history", h("p", { class: "muted" }, t("device.no_chartable"))), start: () => {} };
   }

@@ -111,8 +111,8 @@ export async function enterprisePage(id) {
         { id: "products" },
       ),
     ),
-    section("enterprise.devices", h("p", { class: "muted" }, t("enterprise.device_count", { n: devices.length })), deviceRows(devices, products, known)),
     alarms ? section("enterprise.alarms", alarmTable(alarms, null)) : null,
+    section("enterprise.devices", h("p", { class: "muted" }, t("enterprise.device_count", { n: devices.length })), deviceRows(devices, products, known)),
   );
   page.mounted = () => followStates(page, id, devices);
   return page;
