@@ -60,17 +60,17 @@ def _truth(value: Value, text: str) -> bool:
 class ConditionEvaluator:
     """Steps one rule's condition; one instance per rule, one `ConditionState` per device."""
 
-    __slots__ = ("_required", "spec", "timed")
+    __slots__ = ("required", "spec", "timed")
 
     def __init__(self, spec: ConditionSpec, model_names: frozenset[str]) -> None:
         self.spec = spec
         # a message is evaluated only once every property the condition reads has a value
-        self._required = spec.reads & model_names
+        self.required = spec.reads & model_names
         self.timed = spec.for_ms > 0 or spec.kind in ("count", "average", "no_data")
 
     def ready(self, variables: Mapping[str, Value]) -> bool:
         """Whether every property the condition reads has a value."""
-        return not self._required.difference(variables)  # a dict: iterates the names only
+        return not self.required.difference(variables)  # a dict: iterates the names only
 
     @staticmethod
     def _settle(state: ConditionState, holds: bool, breach: bool = True) -> Outcome:
@@ -115,7 +115,12 @@ class ConditionEvaluator:
     ) -> Outcome:
         expr = self.spec.expression
         assert expr is not None
-        if not _truth(expr.evaluate(variables), expr.text):
+        return self.on_truth(state, now, _truth(expr.evaluate(variables), expr.text))
+
+    def on_truth(self, state: ConditionState, now: int, holds: bool) -> Outcome:
+        """An expression condition whose value was computed by the caller (the engine
+        evaluates a product's expressions as one program)."""
+        if not holds:
             state.since = None
             return self._settle(state, False)
         if state.since is None:

@@ -240,16 +240,42 @@ class RuleEngine:
         if latest is None:
             latest = self._latest[device_id] = {"device": dict(info.attributes)}
         latest.update(values)
-        for rule in self.index.for_message(info.product_id, device_id, values):
-            self.evaluations += 1
-            state = self._state(rule, device_id)
-            try:
+        for bucket in self.index.buckets(info.product_id, device_id):
+            rules = bucket.matching(values)
+            truths = None
+            if bucket.combined is not None and rules is bucket.data:
+                truths = bucket.combined.truths(latest)
+            for rule in (*bucket.always, *rules):
+                if truths is not None and rule.slot is not None and truths[rule.slot] is False:
+                    state = rule.states.get(device_id)
+                    if state is not None and not state.active and state.since is None:
+                        self.evaluations += 1
+                        continue  # false and nothing pending: nothing can change
+                self._step(rule, device_id, info, now, ts, latest, truths)
+
+    def _step(
+        self,
+        rule: CompiledRule,
+        device_id: int,
+        info: DeviceInfo,
+        now: int,
+        ts: int,
+        latest: dict[str, Value],
+        truths: list[Value] | None,
+    ) -> None:
+        self.evaluations += 1
+        state = self._state(rule, device_id)
+        holds = truths[rule.slot] if truths is not None and rule.slot is not None else None
+        try:
+            if isinstance(holds, bool):
+                outcome = rule.evaluator.on_truth(state, now, holds)
+            else:
                 outcome = rule.evaluator.on_message(state, now, ts, latest)
-            except EvaluationError as err:
-                self._disable(rule, f"evaluation failed: {err}")
-                continue
-            if outcome is not Outcome.NONE:
-                self._apply(rule, device_id, info, outcome, ts, latest)
+        except EvaluationError as err:
+            self._disable(rule, f"evaluation failed: {err}")
+            return
+        if outcome is not Outcome.NONE:
+            self._apply(rule, device_id, info, outcome, ts, latest)
 
     def _event(self, event: EventRecord, now: int) -> None:
         info = self._devices.get(event.device_id)

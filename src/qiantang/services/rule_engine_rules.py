@@ -12,9 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from qiantang.domain.expressions import EvaluationError, ExpressionError, compile_expression
 from qiantang.domain.rule_actions import ActionSpec, parse_actions
 from qiantang.domain.rules import RuleSpec, parse_rule
 from qiantang.domain.rules_eval import ConditionEvaluator, ConditionState
+from qiantang.domain.telemetry import Value
 from qiantang.domain.thingmodel import ThingModel
 from qiantang.registry.tables import Rule
 from qiantang.services.rule_engine_alarms import _PLACEHOLDER
@@ -70,6 +72,7 @@ class CompiledRule:
     keep: tuple[str, ...]
     reads: frozenset[str]  # what the condition reads (computed once)
     states: dict[int, ConditionState] = field(default_factory=dict)
+    slot: int | None = None  # its place in its bucket's `CombinedExpressions`, if any
 
     @property
     def id(self) -> int:
@@ -95,6 +98,42 @@ def compile_rule(definition: RuleDef, model: ThingModel) -> CompiledRule:
     return CompiledRule(definition, spec, evaluator, actions, tuple(sorted(keep)), reads)
 
 
+class CombinedExpressions:
+    """The plain expression conditions of one bucket as one CEL list, evaluated once per
+    message instead of once per rule (one call into the runtime, one variables dict)."""
+
+    def __init__(self, rules: Sequence[CompiledRule]) -> None:
+        texts = [r.spec.condition.expression.text for r in rules if r.spec.condition.expression]
+        self.expression = compile_expression("[" + ", ".join(f"({t})" for t in texts) + "]")
+        self.required = frozenset().union(*(r.evaluator.required for r in rules))
+
+    def truths(self, variables: Mapping[str, Value]) -> list[Value] | None:
+        """Each rule's value, or None when a name is missing or anything fails (the caller
+        then evaluates rule by rule, which finds the culprit)."""
+        if self.required.difference(variables):
+            return None
+        try:
+            values = self.expression.evaluate(variables)
+        except EvaluationError:
+            return None
+        return values if isinstance(values, list) else None
+
+
+def _combine(rules: list[CompiledRule]) -> CombinedExpressions | None:
+    plain = [r for r in rules if r.spec.condition.kind == "expression"]
+    for rule in rules:
+        rule.slot = None
+    if len(plain) < 2:
+        return None
+    try:
+        combined = CombinedExpressions(plain)
+    except ExpressionError:  # too long together: rule by rule
+        return None
+    for i, rule in enumerate(plain):
+        rule.slot = i
+    return combined
+
+
 @dataclass(slots=True)
 class _Bucket:
     """The rules of one product (or one device)."""
@@ -103,6 +142,7 @@ class _Bucket:
     always: list[CompiledRule] = field(default_factory=list)
     events: list[CompiledRule] = field(default_factory=list)
     reads: frozenset[str] = frozenset()  # everything the data rules read
+    combined: CombinedExpressions | None = None
 
     def matching(self, names: Mapping[str, object]) -> list[CompiledRule]:
         """The data rules reading one of `names` (set operations in C, no loop per name)."""
@@ -139,6 +179,8 @@ class RuleIndex:
             else:
                 bucket.data.append(rule)
                 bucket.reads = bucket.reads | rule.reads
+        for bucket in (*self._products.values(), *self._devices.values()):
+            bucket.combined = _combine(bucket.data)
         self.timed = [r for r in self.rules.values() if r.evaluator.timed]
 
     def put(self, rule: CompiledRule) -> None:
@@ -159,17 +201,13 @@ class RuleIndex:
             self._rebuild()
         return rule
 
-    def for_message(
-        self, product_id: int, device_id: int, names: Mapping[str, object]
-    ) -> list[CompiledRule]:
-        """Rules to run for a message carrying `names`: those reading one of them, and the
-        no-data rules (any message resets them)."""
-        out: list[CompiledRule] = []
+    def buckets(self, product_id: int, device_id: int) -> list[_Bucket]:
+        """The rules of the product and those of the device (the engine asks each bucket
+        for the rules a message concerns: `matching`, plus `always`)."""
+        out = []
         for bucket in (self._products.get(product_id), self._devices.get(device_id)):
-            if bucket is None:
-                continue
-            out.extend(bucket.always)
-            out.extend(bucket.matching(names))
+            if bucket is not None:
+                out.append(bucket)
         return out
 
     def for_event(self, product_id: int, device_id: int) -> tuple[list[CompiledRule], ...]:
