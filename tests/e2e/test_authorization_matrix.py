@@ -49,6 +49,7 @@ MODEL = {
     "services": [],
 }
 _seq = itertools.count(100)
+RULE = {"kind": "expression", "expression": "pressure > 1.2"}
 
 
 def _code() -> str:
@@ -150,6 +151,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             op.post(
                 "/templates",
                 json={"platform_id": w.ids["I"], "name": "空压机模板", "thing_model": MODEL},
+            )
+        )["id"]
+        w.ids["rA"] = _ok(
+            a.post(
+                f"/enterprises/{w.ids['A']}/rules",
+                json={"name": "压力高", "product_id": w.ids["pA"], "condition": RULE},
             )
         )["id"]
         w.ids["uA"] = _ok(
@@ -479,6 +486,49 @@ CASES: list[tuple[str, set[str], set[str], Action]] = [
         A_USERS,
         ENT_ONLY_HIDDEN,
         lambda w, c: c.get(f"/resolve/{_identifier(w, 'a_admin', 'devices', 'dA')}"),
+    ),
+    # rules: the enterprise's data; rule templates: published by the platform's operators
+    (
+        "rule.read",
+        A_USERS,
+        ENT_ONLY_HIDDEN,
+        lambda w, c: c.get(f"/enterprises/{w.ids['A']}/rules/{w.ids['rA']}"),
+    ),
+    (
+        "rule.list",
+        A_USERS,
+        ENT_ONLY_HIDDEN,
+        lambda w, c: c.get(f"/enterprises/{w.ids['A']}/rules"),
+    ),
+    (
+        "rule.create",
+        A_WRITERS,
+        ENT_ONLY_HIDDEN,
+        lambda w, c: c.post(
+            f"/enterprises/{w.ids['A']}/rules",
+            json={"name": "新规则", "product_id": w.ids["pA"], "condition": RULE},
+        ),
+    ),
+    (
+        "rule.disable",
+        A_WRITERS,
+        ENT_ONLY_HIDDEN,
+        lambda w, c: c.post(f"/enterprises/{w.ids['A']}/rules/{w.ids['rA']}/disable"),
+    ),
+    (
+        "rule.dry_run",
+        A_USERS,
+        ENT_ONLY_HIDDEN,
+        lambda w, c: c.post(f"/rules/{w.ids['rA']}/dry-run", json={}),
+    ),
+    (
+        "rule_template.create",
+        OPS,
+        {"reg_an"},
+        lambda w, c: c.post(
+            f"/platforms/{w.ids['I']}/rule-templates",
+            json={"name": f"模板{next(_seq)}", "condition": RULE},
+        ),
     ),
     # API keys: everyone signed in manages their own
     ("api_key.create", SIGNED_IN, set(), lambda w, c: c.post("/api-keys", json={"name": "k"})),
