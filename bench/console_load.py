@@ -2,6 +2,7 @@
 
     python bench/console_load.py                 # defaults below, about 2 minutes
     python bench/console_load.py --runs 20 --devices 400
+    python bench/console_load.py --target http://127.0.0.1:8000   # a running qiantang demo
 
 One ``qiantang serve`` process (fresh temp dir, loopback; see `bench/ingest_server.py`) is
 seeded through the REST API with three sub-platforms (industry, region, enterprise kinds),
@@ -156,7 +157,7 @@ def wait_quiet(limit_s: float, threshold: float = 1.5) -> None:
     print(f"1-min load average before the loads: {os.getloadavg()[0]:.1f} (2 cores)")
 
 
-def measure(server: ServerHandle, seeded: dict[str, Any], runs: int) -> int:
+def measure(url: str, seeded: dict[str, Any], runs: int) -> int:
     requested: list[str] = []
     overview, chart, chart_only = [], [], []
     with sync_playwright() as pw:
@@ -164,7 +165,7 @@ def measure(server: ServerHandle, seeded: dict[str, Any], runs: int) -> int:
         for _ in range(runs):
             t = _load(
                 browser,
-                server.url + "/#/overview",
+                url + "/#/overview",
                 seeded["op"],
                 "window.qiantang.ready === 'overview'",
                 requested,
@@ -173,7 +174,7 @@ def measure(server: ServerHandle, seeded: dict[str, Any], runs: int) -> int:
             drawn = "Number(document.querySelector('#history-chart')?.dataset.drawn) > 0"
             t = _load(
                 browser,
-                server.url + f"/#/devices/{seeded['device']}",
+                url + f"/#/devices/{seeded['device']}",
                 seeded["admin"],
                 drawn,
                 requested,
@@ -205,6 +206,21 @@ def measure(server: ServerHandle, seeded: dict[str, Any], runs: int) -> int:
     return 0 if verdict == "PASS" else 1
 
 
+def measure_target(args: argparse.Namespace) -> int:
+    """Page loads against a running server, signed in as two of its users."""
+    if urlsplit(args.target).hostname != "127.0.0.1":
+        print("--target must be on 127.0.0.1", file=sys.stderr)
+        return 2
+    tokens = {}
+    with httpx.Client(base_url=args.target + "/api/v1", timeout=60) as anon:
+        for user in (args.operator, args.member):
+            r = anon.post("/auth/login", json={"username": user, "password": args.password})
+            tokens[user] = r.raise_for_status().json()["token"]
+    wait_quiet(args.quiet_wait)
+    seeded = {"op": tokens[args.operator], "admin": tokens[args.member], "device": args.device}
+    return measure(args.target.rstrip("/"), seeded, args.runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -214,10 +230,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quiet-wait", type=float, default=0, help="wait up to S s for the machine to go quiet"
     )
+    parser.add_argument("--target", help="measure a running server (e.g. qiantang demo) instead")
+    parser.add_argument("--operator", default="province", help="--target: a base operator")
+    parser.add_argument("--member", default="haishu-engineer", help="--target: a device's user")
+    parser.add_argument("--password", default="qiantang-demo", help="--target: their password")
+    parser.add_argument("--device", type=int, default=1, help="--target: the device to open")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} is missing (apt-get install chromium)", file=sys.stderr)
         return 2
+    if args.target:
+        return measure_target(args)
     server = start_server()
     try:
         began = time.monotonic()
@@ -227,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             f"server RSS {server.rss_bytes() / 2**20:.0f} MiB"
         )
         wait_quiet(args.quiet_wait)
-        return measure(server, seeded, args.runs)
+        return measure(server.url, seeded, args.runs)
     finally:
         server.stop()
         server.cleanup()

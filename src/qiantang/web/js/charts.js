@@ -1,7 +1,28 @@
-// ECharts (vendored, global `echarts`): every chart made here is disposed on navigation.
+// ECharts (vendored, global `echarts`): loaded beside the page's first API requests, not
+// before them; every chart made here is disposed on navigation.
 import { currentLang, t } from "./i18n.js";
 
+const ECHARTS = "/static/vendor/echarts.common.min.js";
 const live = new Set();
+let loading = null;
+
+// The ECharts script, added once (index.html preloads it); resolves when it has run.
+export function loadCharts() {
+  if (!loading) {
+    loading = new Promise((resolve, reject) => {
+      if (window.echarts) {
+        resolve(window.echarts);
+        return;
+      }
+      const script = document.createElement("script");
+      script.src = ECHARTS;
+      script.onload = () => resolve(window.echarts);
+      script.onerror = () => reject(new Error(`${ECHARTS} did not load`));
+      document.head.append(script);
+    });
+  }
+  return loading;
+}
 
 export function disposeCharts() {
   for (const chart of live) {
@@ -16,7 +37,8 @@ window.addEventListener("resize", () => {
   }
 });
 
-function make(el, option, onDrawn) {
+async function make(el, option, onDrawn) {
+  const echarts = await loadCharts();
   const locale = currentLang() === "en" ? "EN" : "ZH";
   const chart = echarts.init(el, null, { renderer: "canvas", locale });
   live.add(chart);

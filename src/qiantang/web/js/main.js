@@ -1,6 +1,6 @@
 // The console's entry point: language, session, header and hash routes.
 import { setToken } from "./api.js";
-import { disposeCharts } from "./charts.js";
+import { disposeCharts, loadCharts } from "./charts.js";
 import { errorBox, h } from "./dom.js";
 import { loadLang, storedLang, switchLang, t, translate } from "./i18n.js";
 import { stopLive } from "./live.js";
@@ -80,6 +80,7 @@ async function render() {
 }
 
 async function start() {
+  loadCharts().catch(() => {}); // parsed while the first requests are out
   const me = whoAmI().catch(() => null); // in parallel with the catalogue
   await loadLang(storedLang());
   await me;

@@ -45,7 +45,7 @@ async function draw(deviceId, property, span, holder, pending = null, started = 
     holder.dataset.bucketMs = String(answer.bucket_ms);
   };
   const end = answer.buckets.length ? Math.max(Date.now(), answer.buckets.at(-1).ts) : Date.now();
-  historyChart(holder, property.name, answer.buckets, [end - span, end], done);
+  await historyChart(holder, property.name, answer.buckets, [end - span, end], done);
   if (answer.buckets.length === 0) {
     done();
   }

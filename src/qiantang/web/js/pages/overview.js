@@ -141,7 +141,7 @@ export async function overviewPage() {
   } else if (main?.error && main.error.status !== 403) {
     page.append(errorBox(main.error));
   }
-  page.mounted = () => {
+  page.mounted = async () => {
     if (!main || main.error) {
       return;
     }
@@ -149,19 +149,21 @@ export async function overviewPage() {
     const own = main.own.enterprises > 0 || main.children.length === 0;
     const rows = [...main.children, ...(own ? [{ ...main.own, name: t("overview.own", { name: tops[0].name }) }] : [])];
     const names = rows.map((c) => c.name);
-    barChart(devicesEl, names, [
+    const drawn = [];
+    drawn.push(barChart(devicesEl, names, [
       { nameKey: "indicator.devices", values: rows.map((c) => c.devices) },
       { nameKey: "indicator.devices_online", values: rows.map((c) => c.devices_online) },
-    ]);
-    barChart(pointsEl, names, [{ nameKey: "indicator.points_today", values: rows.map((c) => c.points_today) }]);
+    ]));
+    drawn.push(barChart(pointsEl, names, [{ nameKey: "indicator.points_today", values: rows.map((c) => c.points_today) }]));
     if (alarms) {
       const slices = Object.entries(SEVERITY_COLOURS).map(([severity, color]) => ({
         name: t(`severity.${severity}`),
         value: alarms[severity] || 0,
         color,
       }));
-      pieChart(alarmsEl, slices, "overview.no_alarms");
+      drawn.push(pieChart(alarmsEl, slices, "overview.no_alarms"));
     }
+    await Promise.all(drawn);
   };
   return page;
 }
