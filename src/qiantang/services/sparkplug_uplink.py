@@ -72,7 +72,7 @@ _DEVICE_PUBLISH: Final = frozenset({"DBIRTH", "DDEATH", "DDATA"})
 _COMMAND_FILTERS: Final = frozenset({"NCMD", "DCMD", "+"})
 _CONTROL: Final = ("Node Control/", "Device Control/")
 _STORABLE: Final = (int, float, str, list)  # bool is an int
-OK, REFUSED, UNREADABLE = 200, 460, 400  # message-log codes (460: Alink's bad params)
+_OK, _REFUSED, _UNREADABLE = 200, 460, 400  # message-log codes (460: Alink's bad params)
 
 
 def is_sparkplug(topic: str) -> bool:
@@ -186,7 +186,7 @@ class SparkplugUplink:
         now = _now()
         out = self.host.handle(format_topic(key[0], _M.NDEATH, key[1]), b"", now)
         self._apply_states(node, out.state_changes)
-        entry = LogEntry(now, f"{SPARKPLUG_PREFIX}{key[0]}/NDEATH/{key[1]}", OK, "will", "", 0)
+        entry = LogEntry(now, f"{SPARKPLUG_PREFIX}{key[0]}/NDEATH/{key[1]}", _OK, "will", "", 0)
         self.log.add(identity.device_id, entry)
 
     # --- messages ------------------------------------------------------------------------
@@ -223,7 +223,7 @@ class SparkplugUplink:
             if target is None and birth.device is not None:
                 found = await asyncio.to_thread(self.registry.device, node.identity, birth.device)
                 if isinstance(found, str):
-                    self._note(node.identity.device_id, birth, REFUSED, "rejected", found)
+                    self._note(node.identity.device_id, birth, _REFUSED, "rejected", found)
                     continue
                 target = node.targets[birth.device] = found
                 self._where[found.device_id] = _Place(
@@ -301,14 +301,14 @@ class SparkplugUplink:
         target = node.targets.get(device) or node.targets[None]
         if out.rejected:
             bad = out.rejected[0]
-            code, outcome, reason = UNREADABLE, "rejected", f"{bad.field}: {bad.message}"
+            code, outcome, reason = _UNREADABLE, "rejected", f"{bad.field}: {bad.message}"
         elif out.rebirths:
-            code, outcome, reason = REFUSED, "rebirth", out.rebirths[0].reason
+            code, outcome, reason = _REFUSED, "rebirth", out.rebirths[0].reason
         elif got.errors:
-            code, outcome = REFUSED, ("partial" if got.points else "rejected")
+            code, outcome = _REFUSED, ("partial" if got.points else "rejected")
             reason = got.reason()
         else:
-            code, outcome, reason = OK, "accepted", ""
+            code, outcome, reason = _OK, "accepted", ""
         entry = LogEntry(
             message.received_ms, message.topic, code, outcome, reason, len(message.payload)
         )
@@ -352,7 +352,7 @@ class SparkplugRoute:
             values = {metric_of.get(k, k): v for k, v in params.items()}
             publish = up.host.write(at.group, at.edge_node, at.device, values, _now())
         except SparkplugError as err:
-            up.commands.resolve(self.device_id, rid, AlinkReply(rid, REFUSED, None, str(err)))
+            up.commands.resolve(self.device_id, rid, AlinkReply(rid, _REFUSED, None, str(err)))
             return None
         await up.send(publish)
         return "delivered as " + ("NCMD" if at.device is None else "DCMD")
