@@ -1,8 +1,10 @@
 """The rule engine's alarm book: open alarms in memory, written to the registry in batches.
 
 One open alarm per (rule, device): a breach while one is open adds to its count and moves
-its last time; the registry sees the change at the next flush (every `flush_interval_s`),
-so the engine never waits on the registry per message. Ids are handed out in process (the
+its last time. Raises, clears and acknowledgements reach the registry at the next flush
+(every `flush_interval_s`, 0.2 s), repeats every `repeat_every` flushes (2 s), so the engine
+never waits on the registry per message and a fleet breaching every second costs a few
+batched updates, not one per message. Ids are handed out in process (the
 embedded deployment has one engine), so a raise has its alarm id at once for actions and
 the live feed. Hand acknowledgements and clears come from the API through the engine's
 loop and are flushed before they answer.
@@ -30,6 +32,7 @@ __all__ = ["ACKNOWLEDGED", "ACTIVE", "CLEARED", "AlarmBook", "OpenAlarm", "rende
 log = logging.getLogger(__name__)
 
 ACTIVE, ACKNOWLEDGED, CLEARED = "active", "acknowledged", "cleared"
+REPEAT_NOTIFY_MS = 1000
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
 
 
@@ -74,6 +77,7 @@ class OpenAlarm:
     cleared_by: int | None = None
     clear_reason: str = ""
     stored: bool = field(default=False, compare=False)
+    notified_ms: int = field(default=0, compare=False)
 
     def payload(self, change: str) -> dict[str, Any]:
         """What the live feed streams for a change (raise, repeat, acknowledge, clear)."""
@@ -94,7 +98,11 @@ class OpenAlarm:
         """The registry row."""
         row = asdict(self)
         row.pop("stored")
+        row.pop("notified_ms")
         return row
+
+
+_COLUMNS = tuple(k for k in OpenAlarm.__dataclass_fields__ if k not in ("stored", "notified_ms"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +131,9 @@ class AlarmBook:
         self.flush_interval_s = flush_interval_s
         self.open: dict[tuple[int, int], OpenAlarm] = {}
         self._by_id: dict[int, OpenAlarm] = {}
-        self._dirty: dict[int, OpenAlarm] = {}
+        self._dirty: dict[int, OpenAlarm] = {}  # changed: raises, clears, acknowledgements
+        self._repeated: dict[int, OpenAlarm] = {}  # only count and last time moved
+        self.repeat_every = 10  # flushes: repeats reach the registry every 10th (2 s)
         self._next_id = 1
         self._lock = asyncio.Lock()
         self.listeners: list[AlarmListener] = []
@@ -134,15 +144,20 @@ class AlarmBook:
         with self._sessions() as db:
             self._next_id = (db.scalar(select(func.max(Alarm.id))) or 0) + 1
             for row in db.scalars(select(Alarm).where(Alarm.status != CLEARED)):
-                alarm = OpenAlarm(
-                    **{k: getattr(row, k) for k in OpenAlarm.__dataclass_fields__ if k != "stored"}
-                )
+                alarm = OpenAlarm(**{k: getattr(row, k) for k in _COLUMNS})
                 alarm.stored = True
                 self.open[(alarm.rule_id, alarm.device_id)] = alarm
                 self._by_id[alarm.id] = alarm
 
     def _notify(self, alarm: OpenAlarm, transition: str) -> None:
-        self._dirty[alarm.id] = alarm
+        if transition == "repeat" and alarm.stored:
+            self._repeated[alarm.id] = alarm
+        else:
+            self._dirty[alarm.id] = alarm
+        # listeners hear of repeats at most once a second
+        if transition == "repeat" and alarm.last_ms - alarm.notified_ms < REPEAT_NOTIFY_MS:
+            return
+        alarm.notified_ms = alarm.last_ms
         for listener in self.listeners:
             try:
                 listener(alarm, transition)
@@ -235,31 +250,39 @@ class AlarmBook:
                 db.execute(update(Alarm), changed)
             db.commit()
 
-    async def flush(self) -> None:
-        """Write every changed alarm in one transaction (in a worker thread)."""
+    async def flush(self, repeats: bool = True) -> None:
+        """Write changed alarms in one transaction (in a worker thread); repeats of stored
+        alarms (count and last time only) too unless `repeats` is false."""
         async with self._lock:
-            if not self._dirty:
+            batch = self._dirty
+            if repeats:
+                batch = {**self._repeated, **batch}
+                self._repeated = {}
+            self._dirty = {}
+            if not batch:
                 return
-            batch, self._dirty = list(self._dirty.values()), {}
-            new = [a.row() for a in batch if not a.stored]
-            changed = [a.row() for a in batch if a.stored]
+            alarms = list(batch.values())
+            new = [a.row() for a in alarms if not a.stored]
+            changed = [a.row() for a in alarms if a.stored]
             try:
                 await asyncio.to_thread(self._write, new, changed)
             except Exception:
-                log.exception("writing %d alarm changes failed; retrying", len(batch))
-                for alarm in batch:
+                log.exception("writing %d alarm changes failed; retrying", len(alarms))
+                for alarm in alarms:
                     self._dirty.setdefault(alarm.id, alarm)
                 return
-            for alarm in batch:
+            for alarm in alarms:
                 alarm.stored = True
             self.writes += 1
 
     async def run(self) -> None:
         """Flush every `flush_interval_s` until cancelled (then flush once more)."""
+        rounds = 0
         try:
             while True:
                 await asyncio.sleep(self.flush_interval_s)
-                await self.flush()
+                rounds += 1
+                await self.flush(repeats=rounds % self.repeat_every == 0)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.flush())
