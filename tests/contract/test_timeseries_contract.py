@@ -103,6 +103,14 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
+def _first_per_key(points: list[Point]) -> list[Point]:
+    """What the store keeps of `points` sent in this order: the first of each key."""
+    first: dict[tuple[int, str, int], Point] = {}
+    for p in points:
+        first.setdefault((p.device_id, p.property, p.ts), p)
+    return list(first.values())
+
+
 async def _all_pages(
     store: TimeSeriesStore, device_id: int, prop: str | None, start: int, end: int, limit: int
 ) -> list[Point]:
@@ -172,10 +180,11 @@ async def test_raw_paging_returns_every_point_exactly_once(store: TimeSeriesStor
     points = [
         Point(T0 + t * 1_000, 1, p, t * 10 + i) for t in range(60) for i, p in enumerate("abc")
     ]
-    points += [Point(T0 + 5_000, 1, "b", 99)] * 5  # identical rows straddling page boundaries
+    points += [Point(T0 + 5_000, 1, "b", 99)] * 5  # resent: stored once
     points += [Point(T0 + 6_000, 1, "a", v) for v in (1.5, "x", None)]  # same key, other values
     points += [Point(T0 + t * 1_000, 2, "a", 0) for t in range(60)]  # another device
-    await store.append(points[::-1])
+    sent = points[::-1]
+    await store.append(sent)
     await store.flush()
     start, end = T0 + 2_000, T0 + 50_000  # start inclusive, end exclusive
 
@@ -185,12 +194,67 @@ async def test_raw_paging_returns_every_point_exactly_once(store: TimeSeriesStor
     for prop in (None, "a"):
         expected = Counter(
             key(p)
-            for p in points
+            for p in _first_per_key(sent)
             if p.device_id == 1 and start <= p.ts < end and prop in (None, p.property)
         )
         got = await _all_pages(store, 1, prop, start, end, limit=4)
         assert Counter(key(p) for p in got) == expected
         assert [(p.ts, p.property) for p in got] == sorted((p.ts, p.property) for p in got)
+
+
+async def test_one_row_per_device_property_and_timestamp_the_first_write_wins(
+    store: TimeSeriesStore,
+) -> None:
+    day = 24 * HOUR
+    first = [Point(T0 + t, 1, "v", t) for t in range(100)]
+    first += [Point(T0 + day + t, 1, "v", t) for t in range(100)]  # a day later: two ranges
+    first += [Point(T0 + t, 1, "w", -t) for t in range(10)]  # same times, other property
+    first += [Point(T0 + t, 2, "v", -t) for t in range(10)]  # same times, other device
+    before = time.time_ns() // 1_000_000
+    await store.append(first)
+    await store.flush()
+    assert await store.count_since(before) == 220
+
+    # resent (as a gateway does after a lost reply) with other values, twice in one batch,
+    # mixed with new points between and around the stored ranges and at the int64 extremes
+    resent = [Point(T0 + t, 1, "v", "again") for t in (0, 50, 99)] * 2
+    resent += [Point(T0 + day + t, 1, "v", 1.5) for t in (0, 99)]
+    resent += [Point(T0 + t, 1, "w", 7) for t in range(10)]
+    new = [Point(T0 + 100, 1, "v", 100), Point(T0 + HOUR, 1, "v", "gap")]
+    new += [Point(-(2**63), 1, "v", "min"), Point(2**63 - 1, 1, "v", "max")]
+    new += [Point(T0 + 200, 1, "v", "twice"), Point(T0 + 200, 1, "v", "second")]
+    mixed = [p for pair in zip(resent, new + new[:1] * 8, strict=False) for p in pair]
+    await store.append(mixed)
+    await store.flush()
+
+    stored = await _all_pages(store, 1, "v", -(2**63), 2**63 - 1, limit=1_000)
+    by_key = Counter((p.ts, p.property) for p in stored)
+    assert set(by_key.values()) == {1}
+    values = {p.ts: p.value for p in stored}
+    assert [values[T0 + t] for t in (0, 50, 99, 100, 200)] == [0, 50, 99, 100, "twice"]
+    assert values[T0 + HOUR] == "gap"
+    assert values[T0 + day + 99] == 99
+    assert values[-(2**63)] == "min"
+    assert len(stored) == 200 + 4  # 100, 200, the gap and the int64 minimum (max excluded)
+    assert await store.count_since(before) == 220 + 5  # with ts 2**63 - 1
+    assert await store.count_points([1], T0) == 200 + 3 + 10 + 1
+    (bucket,) = await store.downsample(1, "w", T0, T0 + 10, max_points=1)
+    assert (bucket.count, bucket.max) == (10, 0)
+
+
+async def test_resending_a_batch_spread_over_many_ranges_stores_nothing_twice(
+    store: TimeSeriesStore,
+) -> None:
+    # timestamps in 40 clusters an hour apart: more ranges than one statement checks apart
+    points = [Point(T0 + c * HOUR + k, 3, "p", c * 10 + k) for c in range(40) for k in range(5)]
+    await store.append(points)
+    await store.flush()
+    gaps = [Point(T0 + c * HOUR + 1_800_000, 3, "p", -c) for c in range(40)]
+    await store.append(points[::-1] + gaps)
+    await store.flush()
+
+    stored = await _all_pages(store, 3, "p", T0, T0 + 41 * HOUR, limit=10_000)
+    assert sorted((p.ts, p.value) for p in stored) == sorted((p.ts, p.value) for p in points + gaps)
 
 
 async def test_raw_rejects_bad_arguments(store: TimeSeriesStore) -> None:

@@ -21,6 +21,9 @@ normalises there (the two are equal under ``==``).
 Each batch is inserted ordered by device, so that a device's rows sit together within the
 batch and scans for one device skip most vectors of a busy table.
 
+The table keeps one row per ``(device_id, property, ts)``: the store inserts through
+`qiantang.adapters.timeseries.duckdb_dedup`, not `INSERT_POINTS`.
+
 Events go to their own table, the output dict as JSON text. ``ingest_log`` counts written
 points per wall-clock second so that `count_since` sums a small table, not the points.
 """
@@ -99,6 +102,8 @@ SCHEMA: tuple[str, ...] = (
 )
 
 # The Arrow batch is registered on the writer's cursor under this name for one statement.
+# INSERT_POINTS appends without deduplication (the benchmark's ceiling, and the shape the
+# deduplicating insert of `duckdb_dedup` builds on).
 INSERT_POINTS = "INSERT INTO telemetry SELECT * FROM _qt_points ORDER BY device_id"
 INSERT_EVENTS = "INSERT INTO events SELECT * FROM _qt_events"
 LOG_INGEST = """INSERT INTO ingest_log VALUES ($second_ms, $points)

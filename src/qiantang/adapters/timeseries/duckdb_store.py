@@ -19,7 +19,8 @@ write-ahead log, so a file-backed store keeps every written batch across a crash
 queued and not yet written - normally at most `flush_points` points or `flush_interval_s`
 of traffic, and never more than `max_pending_points` because ``append`` then waits for a
 flush - is lost if the process dies. An in-memory store loses everything when the process
-ends. Reads see written data only.
+ends. Reads see written data only. A point whose (device, property, ts) is stored already
+is not written again (`duckdb_dedup`: the first write wins).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import Any
 
 import duckdb
 
+from qiantang.adapters.timeseries import duckdb_dedup as dedup
 from qiantang.adapters.timeseries import duckdb_sql as sql
 from qiantang.domain.telemetry import EventRecord, Point
 from qiantang.ports.timeseries import (
@@ -152,11 +154,9 @@ class _Writer:
         event_table, bad_events = sql.encode_lenient(events, sql.events_to_arrow)
         if bad_points or bad_events:
             self._reject(bad_points + bad_events, len(bad_points), len(bad_events))
-        stored = len(points) - len(bad_points)
         try:
             cur.execute("BEGIN TRANSACTION")
-            cur.register("_qt_points", point_table)
-            cur.execute(sql.INSERT_POINTS)
+            stored = dedup.insert_new_points(cur, point_table)
             cur.register("_qt_events", event_table)
             cur.execute(sql.INSERT_EVENTS)
             second_ms = time.time_ns() // 1_000_000_000 * 1_000
