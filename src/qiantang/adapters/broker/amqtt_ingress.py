@@ -10,6 +10,12 @@ accepted PUBLISH to a `BatchHandover`, which calls the platform's hooks in batch
 plugin context's ``broadcast_message``: the broker publishes to its subscribers directly,
 with no loop-back client connection.
 
+Listeners. amqtt's listeners are of its ``external`` type: `MqttListener` binds the MQTT
+(and TLS) port itself, reads each connection's CONNECT and hands the connection to
+``Broker.external_connected`` - MQTT 3.1.1 as it came, MQTT 5 through a `Mqtt5Translator`
+(see `qiantang.adapters.broker.mqtt5_translation` for what MQTT 5 clients get). It also
+closes a connection that sends no CONNECT within 30 s, which amqtt alone never does.
+
 In process, not in a child process - measured with ``python bench/broker_baseline.py`` on a
 shared 2-core machine. amqtt costs about 120-135 µs of CPU per QoS 1 message handed over
 (60-65 µs at QoS 0); a bare amqtt relay costs about twice that (~260 / ~115 µs), since it

@@ -23,12 +23,11 @@ from amqtt.adapters import (  # type: ignore[import-untyped]
     WriterAdapter,
 )
 
-from qiantang.adapters.broker.mqtt5_translation import (
+from qiantang.adapters.broker.mqtt5_translation import Mqtt5Translator, Translation
+from qiantang.adapters.broker.mqtt5_wire import (
     MALFORMED,
     MQTT5_LEVEL,
     Mqtt5Error,
-    Mqtt5Translator,
-    Translation,
     connect_level,
     encode_packet,
 )
@@ -196,6 +195,7 @@ class MqttListener:
         self._host, self._port, self._ssl = host, port, ssl_context
         self._connect_timeout_s = connect_timeout_s
         self._server: asyncio.Server | None = None
+        self._sniffing: set[asyncio.Task[Any]] = set()  # connections not yet handed over
 
     async def start(self) -> None:
         """Bind the port (``OSError`` when it is taken)."""
@@ -208,16 +208,26 @@ class MqttListener:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+            for task in list(self._sniffing):
+                task.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         stream = StreamWriterAdapter(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._sniffing.add(task)
         try:
             header, body = await asyncio.wait_for(read_packet(reader), self._connect_timeout_s)
         except (TimeoutError, asyncio.IncompleteReadError, Mqtt5Error, OSError):
             await _close(stream)
             return
+        except asyncio.CancelledError:
+            await _close(stream)
+            raise
+        finally:
+            self._sniffing.discard(task)
         first = encode_packet(header, body)
         if header != 0x10 or connect_level(body) != MQTT5_LEVEL:
             await self._handoff(_ReplayReader(first, reader), stream)

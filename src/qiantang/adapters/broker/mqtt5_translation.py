@@ -32,23 +32,23 @@ Reason codes and packet layouts follow OASIS MQTT 5.0 (2019), sections 2.2.2 and
 from __future__ import annotations
 
 import secrets
-import struct
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = [
-    "MQTT5_LEVEL",
-    "Mqtt5Error",
-    "Mqtt5Translator",
-    "Translation",
-    "connect_level",
-    "encode_packet",
-]
+from qiantang.adapters.broker.mqtt5_wire import (
+    MALFORMED,
+    PROTOCOL_ERROR,
+    USER_PROPERTY,
+    Mqtt5Error,
+    WireBuffer,
+    encode_packet,
+    string,
+    varint,
+)
 
-MQTT5_LEVEL: Final = 5
-MALFORMED: Final = 0x81
-PROTOCOL_ERROR: Final = 0x82
+__all__ = ["Mqtt5Translator", "Translation"]
+
 _IMPLEMENTATION_SPECIFIC: Final = 0x83
 _BAD_AUTH_METHOD: Final = 0x8C
 _TOPIC_ALIAS_INVALID: Final = 0x94
@@ -58,33 +58,14 @@ _NO_SUBSCRIPTION: Final = 0x11
 # MQTT 3.1.1 CONNACK return codes 0-5 -> MQTT 5 reason codes
 _CONNACK_CODES: Final = {0: 0x00, 1: 0x84, 2: 0x85, 3: 0x88, 4: 0x86, 5: 0x87}
 
-# property id -> wire type: b byte, h two-byte int, i four-byte int, v varint,
-# s UTF-8 string, d binary data, p string pair (MQTT 5 §2.2.2.2)
-_PROPERTY_TYPES: Final = {
-    0x01: "b", 0x02: "i", 0x03: "s", 0x08: "s", 0x09: "d", 0x0B: "v", 0x11: "i", 0x12: "s",
-    0x13: "h", 0x15: "s", 0x16: "d", 0x17: "b", 0x18: "i", 0x19: "b", 0x1A: "s", 0x1C: "s",
-    0x1F: "s", 0x21: "h", 0x22: "h", 0x23: "h", 0x24: "b", 0x25: "b", 0x26: "p", 0x27: "i",
-    0x28: "b", 0x29: "b", 0x2A: "b",
-}  # fmt: skip
-_USER_PROPERTY: Final = 0x26
-_REASON_STRING: Final = 0x1F
 _CONNECT_PROPS: Final = frozenset({0x11, 0x21, 0x27, 0x22, 0x19, 0x17, 0x26, 0x15, 0x16})
 _WILL_PROPS: Final = frozenset({0x18, 0x01, 0x02, 0x03, 0x08, 0x09, 0x26})
 _PUBLISH_PROPS: Final = frozenset({0x01, 0x02, 0x23, 0x08, 0x09, 0x26, 0x03})
-_ACK_PROPS: Final = frozenset({_REASON_STRING, _USER_PROPERTY})
-_SUBSCRIBE_PROPS: Final = frozenset({0x0B, _USER_PROPERTY})
-_UNSUBSCRIBE_PROPS: Final = frozenset({_USER_PROPERTY})
-_DISCONNECT_PROPS: Final = frozenset({0x11, _REASON_STRING, _USER_PROPERTY, 0x1C})
-
-Properties = dict[int, int | bytes]
-
-
-class Mqtt5Error(Exception):
-    """A packet the connection cannot go on after; `code` is the MQTT 5 reason code."""
-
-    def __init__(self, code: int, message: str) -> None:
-        self.code = code
-        super().__init__(f"{message} (reason 0x{code:02X})")
+_REASON_STRING: Final = 0x1F
+_ACK_PROPS: Final = frozenset({_REASON_STRING, USER_PROPERTY})
+_SUBSCRIBE_PROPS: Final = frozenset({0x0B, USER_PROPERTY})
+_UNSUBSCRIBE_PROPS: Final = frozenset({USER_PROPERTY})
+_DISCONNECT_PROPS: Final = frozenset({0x11, _REASON_STRING, USER_PROPERTY, 0x1C})
 
 
 @dataclass(slots=True)
@@ -97,121 +78,8 @@ class Translation:
     disconnect: int | None = None
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def encode_packet(header: int, body: bytes) -> bytes:
-    """A whole packet: the first byte, the remaining length, the body."""
-    return bytes((header,)) + _varint(len(body)) + body
-
-
 def _disconnect(code: int) -> bytes:
     return encode_packet(0xE0, bytes((code, 0)))
-
-
-class _Buffer:
-    """Reads MQTT data types from a packet body; every overrun is a malformed packet."""
-
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes, pos: int = 0) -> None:
-        self.data, self.pos = data, pos
-
-    def take(self, n: int) -> bytes:
-        end = self.pos + n
-        if end > len(self.data):
-            raise Mqtt5Error(MALFORMED, "packet shorter than its contents")
-        chunk, self.pos = self.data[self.pos : end], end
-        return chunk
-
-    def byte(self) -> int:
-        return self.take(1)[0]
-
-    def int16(self) -> int:
-        return int(struct.unpack("!H", self.take(2))[0])
-
-    def int32(self) -> int:
-        return int(struct.unpack("!I", self.take(4))[0])
-
-    def varint(self) -> int:
-        value = 0
-        for shift in range(0, 28, 7):
-            byte = self.byte()
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value
-        raise Mqtt5Error(MALFORMED, "variable byte integer longer than 4 bytes")
-
-    def binary(self) -> bytes:
-        return self.take(self.int16())
-
-    def string(self) -> bytes:
-        raw = self.binary()
-        try:
-            raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise Mqtt5Error(MALFORMED, "string is not UTF-8") from err
-        if b"\x00" in raw:
-            raise Mqtt5Error(MALFORMED, "string contains U+0000")
-        return raw
-
-    def rest(self) -> bytes:
-        chunk, self.pos = self.data[self.pos :], len(self.data)
-        return chunk
-
-    def properties(self, allowed: frozenset[int]) -> Properties:
-        """The property block at the cursor: each id once (user properties excepted)."""
-        length = self.varint()
-        block = _Buffer(self.take(length))
-        found: Properties = {}
-        while block.pos < len(block.data):
-            pid = block.varint()
-            kind = _PROPERTY_TYPES.get(pid)
-            if kind is None:
-                raise Mqtt5Error(MALFORMED, f"unknown property 0x{pid:02X}")
-            if pid not in allowed:
-                raise Mqtt5Error(PROTOCOL_ERROR, f"property 0x{pid:02X} is not allowed here")
-            value = _read_value(block, kind)
-            if pid != _USER_PROPERTY:
-                if pid in found:
-                    raise Mqtt5Error(PROTOCOL_ERROR, f"property 0x{pid:02X} given twice")
-                found[pid] = value
-        return found
-
-
-def _read_value(block: _Buffer, kind: str) -> int | bytes:
-    if kind == "b":
-        return block.byte()
-    if kind == "h":
-        return block.int16()
-    if kind == "i":
-        return block.int32()
-    if kind == "v":
-        return block.varint()
-    if kind == "p":
-        return block.string() + b"\x00" + block.string()
-    return block.string() if kind == "s" else block.binary()
-
-
-def _string(raw: bytes) -> bytes:
-    return struct.pack("!H", len(raw)) + raw
-
-
-def connect_level(body: bytes) -> int | None:
-    """The protocol level of a CONNECT body (None when it does not look like one)."""
-    buf = _Buffer(body)
-    try:
-        name = buf.binary()
-        level = buf.byte()
-    except Mqtt5Error:
-        return None
-    return level if name in (b"MQTT", b"MQIsdp") else None
 
 
 @dataclass(slots=True)
@@ -238,7 +106,7 @@ class Mqtt5Translator:
     # --- CONNECT / CONNACK -----------------------------------------------------------------
     def _connect(self, body: bytes) -> bytes:
         """The MQTT 3.1.1 CONNECT for amqtt; `Mqtt5Error` -> CONNACK with its code."""
-        buf = _Buffer(body)
+        buf = WireBuffer(body)
         buf.binary()
         buf.byte()
         flags = buf.byte()
@@ -258,22 +126,22 @@ class Mqtt5Translator:
         extra = b""
         if not client_id:
             client_id = b"mqtt5-" + secrets.token_hex(12).encode()
-            extra += b"\x12" + _string(client_id)
+            extra += b"\x12" + string(client_id)
         if props.get(0x11, 0):
             extra += b"\x11\x00\x00\x00\x00"  # the session ends with the connection
-        payload = _string(client_id)
+        payload = string(client_id)
         if flags & 0x04:
             buf.properties(_WILL_PROPS)
-            payload += _string(buf.string()) + _string(buf.binary())
+            payload += string(buf.string()) + string(buf.binary())
         if flags & 0x80:
-            payload += _string(buf.string())
+            payload += string(buf.string())
         if flags & 0x40:
-            payload += _string(buf.binary())
+            payload += string(buf.binary())
         if buf.pos != len(body):
             raise Mqtt5Error(MALFORMED, "bytes after the CONNECT payload")
         # no subscription identifiers (0x29), no shared subscriptions (0x2A)
         self._connack_props = extra + b"\x29\x00\x2a\x00"
-        header = _string(b"MQTT") + bytes((4, flags | 0x02)) + keep_alive
+        header = string(b"MQTT") + bytes((4, flags | 0x02)) + keep_alive
         return encode_packet(0x10, header + payload)
 
     @staticmethod
@@ -282,11 +150,11 @@ class Mqtt5Translator:
         return encode_packet(0x20, bytes((0, code, 0)))
 
     def _connack(self, body: bytes) -> Translation:
-        buf = _Buffer(body)
+        buf = WireBuffer(body)
         flags, rc = buf.byte(), buf.byte()
         code = _CONNACK_CODES.get(rc, 0x80)
         props = self._connack_props if code == 0 else b""
-        out = bytes((flags & 0x01 if code == 0 else 0, code)) + _varint(len(props)) + props
+        out = bytes((flags & 0x01 if code == 0 else 0, code)) + varint(len(props)) + props
         return Translation(to_client=[encode_packet(0x20, out)])
 
     # --- client -> broker ---------------------------------------------------------------------
@@ -311,7 +179,7 @@ class Mqtt5Translator:
             return Translation(to_broker=[b"\xc0\x00"])
         if header == 0xE0:
             if len(body) > 1:
-                _Buffer(body, 1).properties(_DISCONNECT_PROPS)
+                WireBuffer(body, 1).properties(_DISCONNECT_PROPS)
             return Translation(to_broker=[b"\xe0\x00"])
         raise Mqtt5Error(PROTOCOL_ERROR, f"unexpected packet 0x{header:02X} from a client")
 
@@ -319,7 +187,7 @@ class Mqtt5Translator:
         qos = (header >> 1) & 0x03
         if qos == 3 or (qos == 0 and header & 0x08):
             raise Mqtt5Error(MALFORMED, "PUBLISH QoS")
-        buf = _Buffer(body)
+        buf = WireBuffer(body)
         topic = buf.string()
         if qos and buf.int16() == 0:
             raise Mqtt5Error(PROTOCOL_ERROR, "packet identifier 0")
@@ -331,7 +199,7 @@ class Mqtt5Translator:
         return Translation(to_broker=[encode_packet(header, body[:head_end] + buf.rest())])
 
     def _ack_in(self, header: int, body: bytes) -> Translation:
-        buf = _Buffer(body)
+        buf = WireBuffer(body)
         pid = buf.take(2)
         reason = buf.byte() if len(body) > 2 else 0
         if len(body) > 3:
@@ -343,7 +211,7 @@ class Mqtt5Translator:
         return out
 
     def _subscribe(self, body: bytes) -> Translation:
-        buf = _Buffer(body)
+        buf = WireBuffer(body)
         pid = buf.take(2)
         if 0x0B in buf.properties(_SUBSCRIBE_PROPS):
             raise Mqtt5Error(_SUB_IDS_UNSUPPORTED, "subscription identifiers are not supported")
@@ -354,7 +222,7 @@ class Mqtt5Translator:
             topic_filter, options = buf.string(), buf.byte()
             code = self._option_refusal(topic_filter, options)
             if code is None:
-                forwarded += _string(topic_filter) + bytes((options & 0x03,))
+                forwarded += string(topic_filter) + bytes((options & 0x03,))
             else:
                 refused[len(filters)] = code
             filters.append(topic_filter)
@@ -391,7 +259,7 @@ class Mqtt5Translator:
         return encode_packet(0x90, pid + b"\x00" + bytes(codes))
 
     def _unsubscribe(self, body: bytes) -> Translation:
-        buf = _Buffer(body)
+        buf = WireBuffer(body)
         pid = buf.take(2)
         buf.properties(_UNSUBSCRIBE_PROPS)
         filters: list[bytes] = []
@@ -400,7 +268,7 @@ class Mqtt5Translator:
         if not filters:
             raise Mqtt5Error(PROTOCOL_ERROR, "an UNSUBSCRIBE has at least one filter")
         self._unsubscribes[pid] = filters
-        return Translation(to_broker=[encode_packet(0xA2, pid + b"".join(map(_string, filters)))])
+        return Translation(to_broker=[encode_packet(0xA2, pid + b"".join(map(string, filters)))])
 
     # --- broker -> client -----------------------------------------------------------------------
     def from_broker(self, header: int, body: bytes) -> Translation:
@@ -427,7 +295,7 @@ class Mqtt5Translator:
 
     def _publish_out(self, header: int, body: bytes) -> Translation:
         qos = (header >> 1) & 0x03
-        buf = _Buffer(body)
+        buf = WireBuffer(body)
         buf.binary()
         pid = buf.take(2) if qos else b""
         packet = encode_packet(header, body[: buf.pos] + b"\x00" + body[buf.pos :])
@@ -454,7 +322,7 @@ class Mqtt5Translator:
 
 
 def _publish_pid(packet: bytes) -> bytes:
-    buf = _Buffer(packet, 1)
+    buf = WireBuffer(packet, 1)
     buf.varint()
     buf.binary()
     return buf.take(2)
