@@ -505,6 +505,11 @@ def test_a_viewer_sees_the_device_but_may_not_command_it(
     form.locator("button[type=submit]").click()
     expect(form.locator(".outcome")).to_have_text(ZH["error.no_access"])
     assert len(rig["device"].received) == sent  # nothing reached the device
+    page.goto(server.url + "/#/alarms")
+    _ready(page, "alarms")
+    page.select_option("#alarm-status", "")
+    expect(page.locator("#alarm-table")).to_contain_text(ZH["alarm.read_only"])
+    assert page.locator("[data-ack], [data-clear]").count() == 0
 
 
 def test_no_console_request_leaves_localhost(pages: Pages) -> None:

@@ -2,6 +2,13 @@
 import { api } from "./api.js";
 import { badge, errorText, fmtNumber, fmtTime, h, link, table } from "./dom.js";
 import { currentLang, t } from "./i18n.js";
+import { session } from "./session.js";
+
+// Admins and engineers of the alarm's enterprise handle it; others only read it.
+function handles(alarm) {
+  const roles = session.me?.enterprise_roles || [];
+  return roles.some((r) => r.enterprise_id === alarm.enterprise_id && (r.role === "admin" || r.role === "engineer"));
+}
 
 function missing(err) {
   return err.status === 404 || err.status === 405;
@@ -47,6 +54,9 @@ function actions(alarm, onChange) {
     }
   };
   const buttons = [];
+  if (!handles(alarm)) {
+    return h("span", { class: "muted" }, t("alarm.read_only"));
+  }
   if (alarm.status === "active") {
     const ack = h("button", { type: "button", class: "small", dataset: { ack: alarm.id } }, t("alarm.acknowledge"));
     ack.addEventListener("click", () => act("acknowledge", ack));
