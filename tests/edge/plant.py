@@ -61,9 +61,15 @@ CMP_MODEL = {
 
 
 def make_plant(
-    client: Callable[[str | None], httpx.Client], operator_key: str, base_id: int, n: int
+    client: Callable[[str | None], httpx.Client],
+    operator_key: str,
+    base_id: int,
+    n: int,
+    more_compressors: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Create the plant; `client(token)` makes an API client (unauthenticated for None)."""
+    """Create the plant; `client(token)` makes an API client (unauthenticated for None).
+    `more_compressors`: names of further devices of the compressor product, keyed in
+    ``devices`` by the name in lower case."""
     op = client(operator_key)
     ent = op.post(
         "/enterprises",
@@ -101,10 +107,12 @@ def make_plant(
         assert made.status_code == 201, made.text
         products[key] = made.json()
     devices = {}
-    for key, dn in (("gw", "GW-1"), ("imm", "IMM-1"), ("cmp", "CMP-1")):
-        made = eng.post("/devices", json={"product_id": products[key]["id"], "device_name": dn})
+    wanted = [("gw", "gw", "GW-1"), ("imm", "imm", "IMM-1"), ("cmp", "cmp", "CMP-1")]
+    wanted += [(dn.lower(), "cmp", dn) for dn in more_compressors]
+    for key, product, dn in wanted:
+        made = eng.post("/devices", json={"product_id": products[product]["id"], "device_name": dn})
         assert made.status_code == 201, made.text
-        devices[key] = {**made.json(), "product_key": products[key]["product_key"]}
+        devices[key] = {**made.json(), "product_key": products[product]["product_key"]}
     return {"eng": eng, "products": products, "devices": devices}
 
 
