@@ -175,6 +175,22 @@ def test_the_demo_seeds_runs_stops_cleanly_and_runs_again(tmp_path: Path) -> Non
         )
         assert gateway["edge_status"] == "ok"
 
+        # downlink: a property set and a sync service to direct devices, a set through the gateway
+        cnc2, imm2, cnc1 = (devices[n]["id"] for n in ("CNC-0002", "IMM-0002", "CNC-0001"))
+        done = admin.post(
+            f"/devices/{cnc2}/properties/set", json={"params": {"feedOverride": 80}}
+        ).json()
+        assert done["status"] == "replied" and done["code"] == 200, done
+        wait_for(lambda: properties(admin, cnc2)["feedOverride"] == 80, 30, demo.proc)
+        stop = admin.post(f"/devices/{imm2}/services/emergencyStop", json={}).json()
+        assert stop["status"] == "replied" and stop["output"] == {"result": True}, stop
+        wait_for(lambda: properties(admin, imm2)["heaterOn"] is False, 30, demo.proc)
+        via = admin.post(
+            f"/devices/{cnc1}/properties/set", json={"params": {"feedOverride": 70}}
+        ).json()
+        assert via["status"] == "replied" and via["code"] == 200, via
+        wait_for(lambda: properties(admin, cnc1)["feedOverride"] == 70, 30, demo.proc)
+
         indicators = province.get("/platforms/1/indicators").json()
         assert indicators["devices"] == 21 and indicators["devices_online"] >= 2
         assert "console:  http://127.0.0.1:" in demo.output()
