@@ -40,6 +40,7 @@ from ingest_mqtt import CTX, PubSpec, publisher_main
 from ingest_server import (
     Fleet,
     ForeignCpu,
+    Profiler,
     Sampler,
     ServerHandle,
     register_fleet,
@@ -168,6 +169,10 @@ def _publishers(
     return Workers(publisher_main, specs)
 
 
+def label_file(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label)
+
+
 def run_phase(
     args: argparse.Namespace,
     server: ServerHandle,
@@ -198,6 +203,12 @@ def run_phase(
         time.sleep(0.2)
         t0 = time.monotonic()
         workers.go.set()
+        if args.profile:  # py-spy the server through the middle of the phase
+            time.sleep(2.0)
+            name = label_file(label)
+            prof = Profiler(server, args.profile, name, max(1.0, args.seconds - 4.0))
+            prof.start()
+            print(f"  profile: {prof.wait()}")
         results = workers.results(args.seconds + 120)
         t1 = time.monotonic()
         foreign, top = others.stop()
@@ -240,6 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--publishers", type=int, default=2, help="MQTT publisher processes")
     p.add_argument("--rounds", type=int, default=2, help="rounds of the two max phases")
     p.add_argument("--json-out", type=Path, help="write the rows here")
+    p.add_argument("--profile", type=Path, help="py-spy the server in each phase into DIR")
     p.add_argument(
         "--quiet-wait",
         type=float,

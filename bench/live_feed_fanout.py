@@ -3,7 +3,8 @@ clients drained by tasks (the router without the sockets), batches of Alink-size
 
     python bench/live_feed_fanout.py --clients 200 --devices 1000 --props 50
 
-Prints the CPU time (``time.process_time``, so other processes on a shared machine do not
+With ``--scope product`` every client watches the whole product (the worst case: every point
+reaches every client). Prints the CPU time (``time.process_time``, so other processes on a shared machine do not
 count) per published point with no client, and with N clients each watching one device; the
 difference is what fan-out adds per point of ingest. The registry is replaced by a table
 lookup (the feed resolves each device once and caches it, so this is the steady state).
@@ -64,21 +65,30 @@ async def run(args: argparse.Namespace, clients: int, work: list[BusBatch]) -> t
     counter = [0]
     tasks = []
     for device_id in range(1, clients + 1):
-        client = feed.connect(LiveScope(ScopeKind.DEVICE, device_id, visibility))
+        if args.scope == "product":  # every client sees every device
+            scope = LiveScope(ScopeKind.PRODUCT, 1, visibility)
+        else:
+            scope = LiveScope(ScopeKind.DEVICE, device_id, visibility)
+        client = feed.connect(scope)
         tasks.append(asyncio.create_task(drain(client, counter)))
     for batch in work[:5]:  # warm up: resolve the devices once
         bus.publish(batch)
         await asyncio.sleep(0)
     await asyncio.sleep(0.05)
     cpu0 = time.process_time()
+    subscription = bus.subscriptions()[0]
     for batch in work[5:]:
         bus.publish(batch)
-        for _ in range(3):  # let the feed and the drains run, as the event loop would
+        # clients that keep up: the feed and every drain run before the next batch
+        while subscription.pending:
             await asyncio.sleep(0)
-    while bus.subscriptions()[0].pending or any(c.stats().pending for c in feed.clients()):
+        for _ in range(2):
+            await asyncio.sleep(0)
+    while any(c.stats().pending for c in feed.clients()):
         await asyncio.sleep(0)
     dropped = feed.stats().bus_dropped_batches
     assert dropped == 0, f"the feed fell behind the bus: {dropped} batches dropped"
+    assert not any(c.stats().sampled for c in feed.clients()), "a client was sampled"
     cpu = time.process_time() - cpu0
     await feed.close()
     for task in tasks:
@@ -95,6 +105,7 @@ def main() -> None:
     p.add_argument("--msgs", type=int, default=20, help="messages per bus batch")
     p.add_argument("--batches", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--scope", choices=("device", "product"), default="device")
     args = p.parse_args()
     work = batches(args.devices, args.props, args.msgs, args.batches + 5)
     points = args.batches * args.msgs * args.props

@@ -225,6 +225,32 @@ def test_alarms_reach_members_only(server: Server, tenants: tuple[Tenant, Tenant
         operator.close()
 
 
+def test_a_rule_raising_an_alarm_reaches_the_client(
+    server: Server, tenants: tuple[Tenant, Tenant]
+) -> None:
+    a, _ = tenants
+    device_id = a.devices[0]["id"]
+    rule = a.api.post(
+        f"/enterprises/{a.enterprise['id']}/rules",
+        json={
+            "name": "过热",
+            "device_id": device_id,
+            "condition": {"kind": "expression", "expression": "temperature > 150.0"},
+            "alarm": {"severity": "critical", "message": {"zh-CN": "过热 {temperature}"}},
+        },
+    )
+    assert rule.status_code == 201, rule.text
+    ws = subscribe(server, a.token, "device", device_id)
+    try:
+        assert a.bulk(0, [{"properties": {"temperature": 180.5}}]).status_code == 200
+        alarm = frames_until(ws, lambda f: f["type"] == "alarm")[-1]
+        assert alarm["rule_id"] == rule.json()["id"] and alarm["device_id"] == device_id
+        assert (alarm["status"], alarm["severity"]) == ("active", "critical")
+        assert alarm["message"] == "过热 180.5"
+    finally:
+        ws.close()
+
+
 def test_state_changes_reach_the_client(server: Server, tenants: tuple[Tenant, Tenant]) -> None:
     a, _ = tenants
     target = a.devices[1]["id"]
