@@ -135,6 +135,14 @@ def test_threshold_for_a_duration_raises_after_it_and_clears(
     cleared = wait_for(lambda: alarms_of(plant, rule["id"], status="cleared"))
     assert cleared[0]["id"] == alarm["id"] and cleared[0]["clear_reason"] == "rule"
     assert alarms_of(plant, rule["id"], status="open") == []
+    # a change takes effect at once, without a restart: 20 degrees now breach
+    changed = plant["eng"].patch(
+        f"/enterprises/{plant['ent']['id']}/rules/{rule['id']}",
+        json={"condition": {"kind": "expression", "expression": "temperature > 10.0"}},
+    )
+    assert changed.status_code == 200, changed.text
+    wait_for(lambda: dev.post({"temperature": 20.5}, f"t{time.monotonic()}")["code"] == 200
+             and alarms_of(plant, rule["id"], status="active"))  # fmt: skip
     dev.close()
 
 
