@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+import msgspec
+
 from qiantang.edge.outbox import Row
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "take_pack",
 ]
 
+_encoder: Final = msgspec.json.Encoder()
 MAX_PACK_PROPERTIES: Final = 200
 MAX_PACK_SUB_DEVICES: Final = 20
 
@@ -87,7 +90,7 @@ def downlink_filters(device: str) -> list[str]:
 def encode_request(msg_id: str, method: str, params: Any) -> bytes:
     """An Alink request envelope."""
     body = {"id": msg_id, "version": "1.0", "params": params, "method": method}
-    return json.dumps(body, separators=(",", ":")).encode()
+    return _encode(body)
 
 
 def encode_reply(msg_id: str, code: int, data: Any = None, message: str = "") -> bytes:
@@ -95,7 +98,13 @@ def encode_reply(msg_id: str, code: int, data: Any = None, message: str = "") ->
     body = {"id": msg_id, "code": code, "data": data if data is not None else {}}
     if message:
         body["message"] = message
-    return json.dumps(body, separators=(",", ":")).encode()
+    return _encode(body)
+
+
+def _encode(body: Any) -> bytes:
+    """Compact JSON (msgspec: a large history post encodes several times faster than with
+    the standard library; NaN and infinities become null, which JSON cannot carry)."""
+    return _encoder.encode(body)
 
 
 def take_pack(rows: Sequence[Row], gateway: str) -> list[Row]:

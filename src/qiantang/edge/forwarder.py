@@ -18,6 +18,7 @@ in `reply_timeout_s` also ends the session.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import deque
@@ -27,6 +28,7 @@ from typing import Final
 import aiomqtt
 
 from qiantang.edge.alink_messages import (
+    MAX_PACK_PROPERTIES,
     Reply,
     encode_history,
     encode_pack,
@@ -45,7 +47,7 @@ __all__ = ["RETRY_CODES", "Forwarder", "TokenBucket"]
 
 log = logging.getLogger(__name__)
 RETRY_CODES: Final = frozenset({429, 500, 503, 6401, 9201})
-_LIVE_FETCH: Final = 400
+_LIVE_FETCH: Final = 2_000
 
 
 class TokenBucket:
@@ -88,6 +90,8 @@ class _Lanes:
     devices: deque[str]
     admitted: set[str]
     backlog_after: dict[str, int] = field(default_factory=dict)
+    fetched: deque[Row] = field(default_factory=deque)
+    """Live rows read from the outbox and not sent yet, in sequence order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,35 @@ class _Flight:
     sent_at: float
     oldest_ts: int
     live: bool
+
+
+class _Acks:
+    """Acknowledged rows, removed from the outbox in batches by one task, so that reading
+    replies never waits for a commit. Rows whose removal was not committed when the session
+    ends are sent again (the platform keeps one row per device, property and time)."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.seqs: list[int] = []
+        self.ready = asyncio.Event()
+
+    def add(self, seqs: list[int]) -> None:
+        """Queue rows for removal."""
+        self.seqs.extend(seqs)
+        self.ready.set()
+
+    async def run(self) -> None:
+        """Remove queued rows, all that queued up during the last commit at once."""
+        try:
+            while True:
+                await self.ready.wait()
+                self.ready.clear()
+                seqs, self.seqs = self.seqs, []
+                await self.outbox.ack(seqs)
+        finally:
+            if self.seqs:  # the session ends: commit what was acknowledged so far
+                seqs, self.seqs = self.seqs, []
+                await asyncio.shield(self.outbox.ack(seqs))
 
 
 class Forwarder:
@@ -146,6 +179,15 @@ class Forwarder:
             tasks.create_task(self._send(session, admitted | {self.gateway}))
 
     async def _send(self, session: AlinkSession, admitted: set[str]) -> None:
+        """Send until the session ends. Publishing does not wait for each PUBACK (the window
+        is the Alink replies, `max_in_flight`): publish tasks start in creation order, so
+        messages leave in order, and a failed one ends the session."""
+        async with asyncio.TaskGroup() as tasks:
+            await self._send_in(session, admitted, tasks)
+
+    async def _send_in(
+        self, session: AlinkSession, admitted: set[str], tasks: asyncio.TaskGroup
+    ) -> None:
         box, out = self.outbox, self.config.outbox
         watermark = await box.max_seq()
         backlog = [d for d in await box.backlog_devices(watermark) if d in admitted]
@@ -153,7 +195,9 @@ class Forwarder:
         flights: dict[str, _Flight] = {}
         slots = asyncio.Semaphore(out.max_in_flight)
         bucket = TokenBucket(out.drain_rate, max(1.0, out.drain_rate))
-        session.on_reply = self._reply_handler(flights, slots)
+        acks = _Acks(box)
+        tasks.create_task(acks.run())
+        session.on_reply = self._reply_handler(flights, slots, acks)
         timeout = self.config.uplink.reply_timeout_s
         while True:
             _check_timeouts(flights, timeout)
@@ -172,7 +216,7 @@ class Forwarder:
             live = topic == session.topics.pack_post
             flights[msg_id] = _Flight([r.seq for r in rows], time.monotonic(), oldest, live)
             self.messages += 1
-            await session.publish(topic, payload)
+            tasks.create_task(session.publish(topic, payload))
 
     async def _next(
         self, session: AlinkSession, lanes: _Lanes, bucket: TokenBucket
@@ -182,13 +226,17 @@ class Forwarder:
             if found is not None:
                 return found
             bucket.refund()
-        fetched = await self.outbox.live(lanes.live_after, _LIVE_FETCH)
-        if not fetched:
-            return None
-        # rows of sub-devices the platform refused stay in the outbox (until admitted, or
-        # dropped at a bound)
-        rows = take_pack([r for r in fetched if r.device in lanes.admitted], self.gateway)
-        lanes.live_after = rows[-1].seq if rows else fetched[-1].seq
+        if not lanes.fetched:
+            fetched = await self.outbox.live(lanes.live_after, _LIVE_FETCH)
+            if not fetched:
+                return None
+            lanes.live_after = fetched[-1].seq
+            # rows of sub-devices the platform refused stay in the outbox (until admitted,
+            # or dropped at a bound)
+            lanes.fetched.extend(r for r in fetched if r.device in lanes.admitted)
+        rows = take_pack(list(itertools.islice(lanes.fetched, MAX_PACK_PROPERTIES)), self.gateway)
+        for _ in rows:
+            lanes.fetched.popleft()
         if not rows:
             return None
         msg_id = session.new_id()
@@ -225,7 +273,7 @@ class Forwarder:
         await asyncio.sleep(self.config.outbox.linger_ms / 1000)
 
     def _reply_handler(
-        self, flights: dict[str, _Flight], slots: asyncio.Semaphore
+        self, flights: dict[str, _Flight], slots: asyncio.Semaphore, acks: _Acks
     ) -> ReplyCallback:
         async def on_reply(topic: str, reply: Reply) -> None:
             flight = flights.pop(reply.id, None)
@@ -233,7 +281,7 @@ class Forwarder:
                 return  # not ours, or from a session before a reconnect
             slots.release()
             if reply.code == 200:
-                await self.outbox.ack(flight.seqs)
+                acks.add(flight.seqs)
                 self.acked += len(flight.seqs)
                 if flight.live:
                     self.latencies_ms.append(now_ms() - flight.oldest_ts)

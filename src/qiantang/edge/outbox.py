@@ -27,12 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
+import msgspec
+
 from qiantang.edge.errors import EdgeError
 from qiantang.edge.model import Raw, Sample, now_ms
 
 __all__ = ["Outbox", "OutboxStats", "Row"]
 
 T = TypeVar("T")
+_encoder: Final = msgspec.json.Encoder()
+_decoder: Final = msgspec.json.Decoder()
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS samples (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -126,7 +130,8 @@ class Outbox:
     # --- writing ----------------------------------------------------------------------------
     async def put(self, samples: Sequence[Sample]) -> None:
         """Commit samples (one transaction), then enforce the bounds."""
-        rows = [(s.device, s.property, s.ts, json.dumps(s.value)) for s in samples]
+        encode = _encoder.encode
+        rows = [(s.device, s.property, s.ts, encode(s.value).decode()) for s in samples]
         await self._run(lambda: self._put(rows))
 
     def _put(self, rows: list[tuple[str, str, int, str]]) -> None:
@@ -220,7 +225,15 @@ class Outbox:
 
 
 def _rows(cursor: sqlite3.Cursor) -> list[Row]:
-    return [Row(seq, dev, prop, ts, json.loads(value)) for seq, dev, prop, ts, value in cursor]
+    return [Row(seq, dev, prop, ts, _decode(value)) for seq, dev, prop, ts, value in cursor]
+
+
+def _decode(value: str) -> Raw:
+    try:
+        decoded: Raw = _decoder.decode(value)
+    except msgspec.DecodeError:  # NaN or Infinity, written by an earlier version
+        decoded = json.loads(value)
+    return decoded
 
 
 @contextlib.contextmanager
