@@ -19,8 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select, update
@@ -29,15 +28,16 @@ from sqlalchemy.orm import Session, sessionmaker
 from qiantang.domain.errors import InvalidInput
 from qiantang.domain.expressions import EvaluationError
 from qiantang.domain.rules_eval import ConditionState, Outcome
-from qiantang.domain.telemetry import EventRecord, Point, Value
+from qiantang.domain.telemetry import EventRecord, Value
 from qiantang.ports.bus import BusBatch, BusClosed, Subscription
-from qiantang.registry.tables import Device, Rule
+from qiantang.registry.tables import Rule
 from qiantang.services.models_cache import ModelCache
 from qiantang.services.rule_actions import Firing, RuleActions
 from qiantang.services.rule_engine_alarms import AlarmBook, Breach, OpenAlarm
+from qiantang.services.rule_engine_devices import DeviceDirectory, DeviceInfo, messages_of
 from qiantang.services.rule_engine_rules import CompiledRule, RuleDef, RuleIndex, compile_rule
 
-__all__ = ["DeviceInfo", "RuleEngine"]
+__all__ = ["RuleEngine"]
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,6 @@ log = logging.getLogger(__name__)
 def wall_ms() -> int:
     """The engine's clock."""
     return int(time.time() * 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
-    """What the engine needs of a device: its product, enterprise and attributes."""
-
-    product_id: int
-    enterprise_id: int
-    attributes: Mapping[str, Value]
-    loaded: float
 
 
 class RuleEngine:
@@ -77,9 +67,9 @@ class RuleEngine:
         self.actions = actions
         self.alarms = AlarmBook(sessions)
         self.index = RuleIndex()
-        self._devices: dict[int, DeviceInfo] = {}
+        self._devices = DeviceDirectory(sessions, device_ttl_s)
         self._latest: dict[int, dict[str, Value]] = {}
-        self._tick_s, self._device_ttl_s, self._clock = tick_s, device_ttl_s, clock
+        self._tick_s, self._clock = tick_s, clock
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -135,12 +125,25 @@ class RuleEngine:
                 self._store_disabled(definition.id, f"no longer valid: {err}")
         return out
 
-    def rule_changed(self, rule_id: int) -> None:
-        """A rule was created, changed, enabled, disabled or deleted (any thread)."""
+    def rule_changed(self, rule_id: int, wait_s: float = 10.0) -> None:
+        """A rule was created, changed, enabled, disabled or deleted. From another thread
+        (the API's), this returns once the engine runs the new version, so the next message
+        after the API's answer meets it; on the engine's own loop it only schedules."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        loop.call_soon_threadsafe(self._spawn, self._reload(rule_id))
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._spawn(self._reload(rule_id))
+            return
+        future = asyncio.run_coroutine_threadsafe(self._reload(rule_id), loop)
+        try:
+            future.result(wait_s)
+        except TimeoutError:
+            log.warning("rule %s: the engine took over %.0f s to load the change", rule_id, wait_s)
 
     async def _reload(self, rule_id: int) -> None:
         rules = await asyncio.to_thread(self._load_rules, rule_id)
@@ -176,29 +179,6 @@ class RuleEngine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    # --- devices -----------------------------------------------------------------------------
-    def _load_devices(self, device_ids: Sequence[int]) -> None:
-        now = time.monotonic()
-        with self._sessions() as db:
-            for row in db.scalars(select(Device).where(Device.id.in_(device_ids))):
-                attributes: dict[str, Value] = {
-                    "id": row.id,
-                    "name": row.device_name,
-                    "nickname": row.nickname,
-                    "identifier": row.identifier,
-                }
-                self._devices[row.id] = DeviceInfo(
-                    row.product_id, row.enterprise_id, attributes, now
-                )
-
-    async def _ensure_devices(self, device_ids: set[int]) -> None:
-        horizon = time.monotonic() - self._device_ttl_s
-        missing = [
-            d for d in device_ids if (i := self._devices.get(d)) is None or i.loaded < horizon
-        ]
-        if missing:
-            await asyncio.to_thread(self._load_devices, missing)
-
     # --- the bus -----------------------------------------------------------------------------
     async def _follow(self) -> None:
         while True:
@@ -217,9 +197,9 @@ class RuleEngine:
             return
         ids = {p.device_id for p in batch.points}
         ids.update(e.device_id for e in batch.events)
-        await self._ensure_devices(ids)
+        await self._devices.ensure(ids)
         now = self._clock()
-        for device_id, ts, values in _messages(batch.points):
+        for device_id, ts, values in messages_of(batch.points):
             self._message(device_id, ts, values, now)
         for event in batch.events:
             self._event(event, now)
@@ -411,26 +391,3 @@ class RuleEngine:
             if state is not None:
                 state.active = False
                 state.since = None
-
-
-def _messages(points: Sequence[Point]) -> list[tuple[int, int, dict[str, Value]]]:
-    """Points split back into messages, in order: a message is a run of points of one
-    device and one timestamp with no property twice (a batch may hold several messages of
-    one device stamped in the same millisecond)."""
-    if not points:
-        return []
-    first, last = points[0], points[-1]
-    if first.device_id == last.device_id and first.ts == last.ts:
-        values = {p.property: p.value for p in points}
-        if len(values) == len(points):
-            return [(first.device_id, first.ts, values)]
-    out: list[tuple[int, int, dict[str, Value]]] = []
-    device_id, ts = first.device_id, first.ts
-    group: dict[str, Value] = {}
-    for p in points:
-        if p.device_id != device_id or p.ts != ts or p.property in group:
-            out.append((device_id, ts, group))
-            device_id, ts, group = p.device_id, p.ts, {}
-        group[p.property] = p.value
-    out.append((device_id, ts, group))
-    return out
