@@ -334,6 +334,11 @@ def test_alarm_lifecycle_by_hand_access_and_indicators(
     op = server.client(server.operator_key)
     figures = op.get(f"/platforms/{server.base_id}/indicators").json()
     assert figures["own"]["alarms_open"]["info"] >= 1
+    subtree = op.get("/alarms", params={"platform_id": server.base_id, "severity": "info"})
+    assert alarm["id"] in [a["id"] for a in subtree.json()["items"]]
+    later = {"start_ms": alarm["raised_ms"] + 1, "rule_id": healthy["id"]}
+    assert plant["eng"].get("/alarms", params=later).json()["total"] == 0
+    assert other.get("/alarms", params={"platform_id": server.base_id}).status_code == 404
     acked = plant["eng"].post(f"/alarms/{alarm['id']}/acknowledge")
     assert acked.status_code == 200 and acked.json()["status"] == "acknowledged"
     cleared = plant["eng"].post(f"/alarms/{alarm['id']}/clear")
