@@ -363,6 +363,13 @@ def test_a_template_published_by_the_platform_becomes_an_enterprise_rule(
     assert template.status_code == 201, template.text
     listed = plant["eng"].get(f"/platforms/{server.base_id}/rule-templates").json()
     assert template.json()["id"] in [t["id"] for t in listed["items"]]
+    child = op.post(
+        "/platforms", json={"name": "模具产业平台", "kind": "industry", "parent_id": server.base_id}
+    ).json()
+    below = op.get(f"/platforms/{child['id']}/rule-templates").json()["items"]
+    assert template.json()["id"] in [t["id"] for t in below]  # inherited down the tree
+    own_only = op.get(f"/platforms/{child['id']}/rule-templates", params={"inherited": False})
+    assert own_only.json()["items"] == []
     rule = make_rule(plant, template_id=template.json()["id"], product_id=plant["product"]["id"])
     assert rule["name"] == "通用超温" and rule["condition"]["expression"] == "temperature > 120.0"
     refused = plant["eng"].post(

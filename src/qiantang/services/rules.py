@@ -303,13 +303,21 @@ def _sees_templates_of(db: Session, who: Principal, platform: Platform) -> bool:
 
 
 def list_rule_templates(
-    db: Session, who: Principal, platform_id: int, *, limit: int = 50, offset: int = 0
+    db: Session,
+    who: Principal,
+    platform_id: int,
+    *,
+    inherited: bool = True,
+    limit: int = 50,
+    offset: int = 0,
 ) -> Page[RuleTemplate]:
-    """Templates published at the platform (its observers and the enterprises below)."""
+    """Templates that reach the platform: published there and, with `inherited`, at every
+    platform above it (for its observers and the enterprises below)."""
     platform = _platform(db, who, platform_id)
     if not _sees_templates_of(db, who, platform):
         raise NotFound("platform", platform_id)
-    stmt = select(RuleTemplate).where(RuleTemplate.platform_id == platform.id)
+    ids = path_ids(platform.path) if inherited else [platform.id]
+    stmt = select(RuleTemplate).where(RuleTemplate.platform_id.in_(ids))
     return paginate(db, stmt.order_by(RuleTemplate.id), limit, offset)
 
 

@@ -227,10 +227,18 @@ def rule_deliveries(
 # --- templates ---------------------------------------------------------------------------------
 @router.get("/platforms/{platform_id}/rule-templates", tags=["rule templates"])
 def list_rule_templates(
-    platform_id: int, db: Db, who: Caller, limit: Limit = 50, offset: Offset = 0
+    platform_id: int,
+    db: Db,
+    who: Caller,
+    inherited: bool = True,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> PageOut[RuleTemplateOut]:
-    """Rule templates published at the platform."""
-    page = svc.list_rule_templates(db, who, platform_id, limit=limit, offset=offset)
+    """Rule templates that reach the platform: its own and (`inherited`) those of every
+    platform above it."""
+    page = svc.list_rule_templates(
+        db, who, platform_id, inherited=inherited, limit=limit, offset=offset
+    )
     items = [RuleTemplateOut.of(t) for t in page.items]
     return PageOut(items=items, total=page.total, limit=limit, offset=offset)
 
