@@ -8,12 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qiantang.adapters.broker.mqtt5_translation import (
-    Mqtt5Error,
-    Mqtt5Translator,
-    connect_level,
-    encode_packet,
-)
+from qiantang.adapters.broker.mqtt5_translation import Mqtt5Translator
+from qiantang.adapters.broker.mqtt5_wire import Mqtt5Error, connect_level, encode_packet
 
 
 def s(raw: bytes) -> bytes:
