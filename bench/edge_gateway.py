@@ -1,5 +1,8 @@
 """End-to-end gateway figures for docs/edge.md, against an in-process platform on loopback.
 
+(Throughput from Modbus and OPC UA simulators, every part its own process, is
+`bench/edge_forward.py`.)
+
 Run: ``python -m bench.edge_gateway`` (it prints, asserts nothing).
 
 - live: a counter sub-device at 200 samples/s for 10 s; latency from a sample's time to the

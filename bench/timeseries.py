@@ -7,7 +7,8 @@ Data: a fleet of --devices devices x 2 properties x --samples samples spread ove
 as ingest would. Prints:
 
 - append throughput (points/s) of all of it through ``append`` (1,000-point lists) and one
-  final ``flush``, the longest event-loop stall meanwhile, and for scale a raw DuckDB Arrow
+  final ``flush``, the longest event-loop stall meanwhile, the process's CPU time (all
+  threads, DuckDB's included: a cost that other load on the machine barely moves), and for scale a raw DuckDB Arrow
   ``INSERT`` of the same rows in prebuilt 10k batches (the ceiling);
 - the same load with a ``flush()`` after every 10,000 points: the batch layout a steady
   ingest produces, on which the queries then run (free-running appends make batches of up to
@@ -79,7 +80,7 @@ async def load(store: DuckDBTimeSeriesStore, points: list[Point], flush_every: i
     stalls: list[float] = []
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_loop(stalls, stop))
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for i, chunk in enumerate(chunks(points, 1_000), start=1):
         await store.append(chunk)
         if flush_every and i * 1_000 % flush_every == 0:
@@ -87,11 +88,13 @@ async def load(store: DuckDBTimeSeriesStore, points: list[Point], flush_every: i
         await asyncio.sleep(0)  # as a real ingest loop would, between messages
     await store.flush()
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     stop.set()
     await watcher
     return (
         f"{len(points):,} points in {elapsed:.2f} s = {len(points) / elapsed:,.0f} points/s; "
-        f"longest event-loop stall {max(stalls, default=0) * 1e3:.1f} ms"
+        f"longest event-loop stall {max(stalls, default=0) * 1e3:.1f} ms; "
+        f"process CPU {cpu:.2f} s = {len(points) / cpu:,.0f} points per CPU second"
     )
 
 
