@@ -319,7 +319,9 @@ class RuleEngine:
             alarm, raised = self.alarms.breach(breach)
             transition = "raise" if raised else ""
         if transition and rule.actions and self.actions is not None:
-            self._run_actions(rule, device_id, info, transition, ts, values, alarm)
+            # actions see the message over the device's whole latest state (a copy)
+            everything = {**variables, **values}
+            self._run_actions(rule, device_id, info, transition, ts, everything, alarm)
 
     def _run_actions(
         self,
