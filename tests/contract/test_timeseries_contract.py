@@ -103,12 +103,12 @@ def _same(a: object, b: object) -> bool:
     return a == b
 
 
-def _first_per_key(points: list[Point]) -> list[Point]:
-    """What the store keeps of `points` sent in this order: the first of each key."""
-    first: dict[tuple[int, str, int], Point] = {}
+def _distinct(points: list[Point]) -> list[Point]:
+    """What the store keeps of `points`: one of each (device, property, ts, value)."""
+    kept: dict[tuple[int, str, int, str], Point] = {}
     for p in points:
-        first.setdefault((p.device_id, p.property, p.ts), p)
-    return list(first.values())
+        kept.setdefault((p.device_id, p.property, p.ts, repr(p.value)), p)
+    return list(kept.values())
 
 
 async def _all_pages(
@@ -181,7 +181,8 @@ async def test_raw_paging_returns_every_point_exactly_once(store: TimeSeriesStor
         Point(T0 + t * 1_000, 1, p, t * 10 + i) for t in range(60) for i, p in enumerate("abc")
     ]
     points += [Point(T0 + 5_000, 1, "b", 99)] * 5  # resent: stored once
-    points += [Point(T0 + 6_000, 1, "a", v) for v in (1.5, "x", None)]  # same key, other values
+    # same key, other values: other readings, kept, and ties for the cursor
+    points += [Point(T0 + 6_000, 1, "a", v) for v in (1.5, "x", None)]
     points += [Point(T0 + t * 1_000, 2, "a", 0) for t in range(60)]  # another device
     sent = points[::-1]
     await store.append(sent)
@@ -194,7 +195,7 @@ async def test_raw_paging_returns_every_point_exactly_once(store: TimeSeriesStor
     for prop in (None, "a"):
         expected = Counter(
             key(p)
-            for p in _first_per_key(sent)
+            for p in _distinct(sent)
             if p.device_id == 1 and start <= p.ts < end and prop in (None, p.property)
         )
         got = await _all_pages(store, 1, prop, start, end, limit=4)
@@ -202,7 +203,7 @@ async def test_raw_paging_returns_every_point_exactly_once(store: TimeSeriesStor
         assert [(p.ts, p.property) for p in got] == sorted((p.ts, p.property) for p in got)
 
 
-async def test_one_row_per_device_property_and_timestamp_the_first_write_wins(
+async def test_a_resent_point_is_stored_once_and_other_values_are_kept(
     store: TimeSeriesStore,
 ) -> None:
     day = 24 * HOUR
@@ -215,29 +216,26 @@ async def test_one_row_per_device_property_and_timestamp_the_first_write_wins(
     await store.flush()
     assert await store.count_since(before) == 220
 
-    # resent (as a gateway does after a lost reply) with other values, twice in one batch,
-    # mixed with new points between and around the stored ranges and at the int64 extremes
-    resent = [Point(T0 + t, 1, "v", "again") for t in (0, 50, 99)] * 2
-    resent += [Point(T0 + day + t, 1, "v", 1.5) for t in (0, 99)]
-    resent += [Point(T0 + t, 1, "w", 7) for t in range(10)]
+    # resent (as a gateway does after a lost reply), twice in one batch, mixed with new
+    # points between and around the stored ranges and at the int64 extremes
+    resent = [first[i] for i in (0, 50, 99, 100, 199, *range(200, 210))] * 2
     new = [Point(T0 + 100, 1, "v", 100), Point(T0 + HOUR, 1, "v", "gap")]
     new += [Point(-(2**63), 1, "v", "min"), Point(2**63 - 1, 1, "v", "max")]
-    new += [Point(T0 + 200, 1, "v", "twice"), Point(T0 + 200, 1, "v", "second")]
-    mixed = [p for pair in zip(resent, new + new[:1] * 8, strict=False) for p in pair]
+    new += [Point(T0 + 300, 1, "v", "once"), Point(T0 + 300, 1, "v", "once")]
+    # other values at a stored or a new time are other readings, not copies: kept
+    new += [Point(T0 + 50, 1, "v", 50.0), Point(T0 + 200, 1, "v", "a"), Point(T0 + 200, 1, "v", 2)]
+    mixed = [p for pair in zip(resent, new + new[:1] * 30, strict=False) for p in pair]
     await store.append(mixed)
     await store.flush()
 
     stored = await _all_pages(store, 1, "v", -(2**63), 2**63 - 1, limit=1_000)
-    by_key = Counter((p.ts, p.property) for p in stored)
-    assert set(by_key.values()) == {1}
-    values = {p.ts: p.value for p in stored}
-    assert [values[T0 + t] for t in (0, 50, 99, 100, 200)] == [0, 50, 99, 100, "twice"]
-    assert values[T0 + HOUR] == "gap"
-    assert values[T0 + day + 99] == 99
-    assert values[-(2**63)] == "min"
-    assert len(stored) == 200 + 4  # 100, 200, the gap and the int64 minimum (max excluded)
-    assert await store.count_since(before) == 220 + 5  # with ts 2**63 - 1
-    assert await store.count_points([1], T0) == 200 + 3 + 10 + 1
+    rows = Counter((p.ts, repr(p.value)) for p in stored)
+    assert set(rows.values()) == {1}
+    assert len(stored) == 200 + 4 + 3  # T0+100, the gap, int64 min, T0+300; three others
+    at = {ts: sorted(repr(p.value) for p in stored if p.ts == ts) for ts in (T0, T0 + 50)}
+    assert at == {T0: ["0"], T0 + 50: ["50", "50.0"]}
+    assert await store.count_since(before) == 220 + 8  # with ts 2**63 - 1
+    assert await store.count_points([1], T0) == 200 + 3 + 3 + 10 + 1
     (bucket,) = await store.downsample(1, "w", T0, T0 + 10, max_points=1)
     assert (bucket.count, bucket.max) == (10, 0)
 

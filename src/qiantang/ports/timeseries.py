@@ -12,15 +12,18 @@ checks:
   ``flush()`` and on ``close()``. Reads see written (flushed) data only: call ``flush()``
   first for read-your-writes. Whatever is queued and not yet written is lost if the process
   dies - each adapter documents the size of that window.
-- One row per ``(device_id, property, ts)``; the **first write wins**. Delivery is at least
-  once (a gateway resends a message whose reply it lost), so a point may arrive again: a
-  point whose key is stored already is not stored again, whatever its value, and of points
-  with one key queued together the one appended first is kept. ``count_since`` counts the
-  points actually stored. (Events are kept as they come.)
+- No point is stored twice. Delivery is at least once (a gateway resends a message whose
+  reply it lost), so a point may arrive again: a point equal to a stored (or queued) one in
+  device, property, ts **and value** is not stored again, so resent data ends with one row
+  per ``(device_id, property, ts)``. Two different values at one ``(device_id, property,
+  ts)`` are both kept: neither is a copy (a device may send two readings within a
+  millisecond, and the platform stamps untimed readings with the millisecond they arrived),
+  and an acknowledged reading must not be lost. ``count_since`` counts the points stored.
+  (Events are kept as they come.)
 - Values round-trip exactly: an int comes back an int (all of int64), a float the same
   float, a bool a bool, text text, a dict or list an equal dict or list.
 - ``query_raw`` pages with an opaque keyset cursor (not an offset): rows come ordered by
-  ``(ts, property)`` (one row per key, so no ties within a device), and following
+  ``(ts, property)``, ties broken deterministically by the adapter, and following
   ``next_cursor`` until it is ``None`` yields every stored row of the range exactly once.
 - ``downsample`` picks a "nice" bucket width (see `bucket_width_ms`) so the range holds at
   most ``max_points`` buckets; buckets start at multiples of the width since the epoch (UTC).

@@ -1,11 +1,17 @@
-"""One row per ``(device_id, property, ts)`` in the DuckDB store, without an index.
+"""No point stored twice in the DuckDB store, without an index.
 
 Delivery is at least once (a gateway resends what it saw no reply for), so a point may come
-twice; the store keeps the **first** write of a key. `insert_new_points` inserts a batch
-with one statement that keeps the first of the batch's own points with a key (``DISTINCT
-ON`` ordered by arrival) and anti-joins them against the stored rows of the batch's
-timestamp ranges (the ``DISTINCT ON`` is left out when a cheap check finds no key twice in
-the batch, the usual case). The stored side is read only within those ranges: the batch's distinct
+again: a point equal to a stored one in device, property, ts **and value** is not stored
+again. Every resend is such a copy, so a gateway's data ends with one row per (device,
+property, ts). Two *different* values at one (device, property, ts) are both kept: the
+platform stamps a reading that carries no time with the millisecond it arrived, and two
+messages of one device can arrive within a millisecond (`tests/integration/
+test_durability.py` sends them so); dropping either would lose an acknowledged reading.
+
+`insert_new_points` inserts a batch with one statement that drops the batch's own copies
+(``DISTINCT``, left out when a cheap check finds no (device, property, ts) twice in the
+batch, the usual case) and anti-joins the rest against the stored rows of the batch's
+timestamp ranges. The stored side is read only within those ranges: the batch's distinct
 timestamps are cut at their largest gaps (wider than `MIN_CUT_GAP_MS`) into at most
 `MAX_TS_RANGES` ranges, so a batch that mixes live data with an old backlog reads two short
 stretches, not everything between them, and DuckDB skips every row group whose ``ts`` zone
@@ -28,15 +34,16 @@ __all__ = ["MAX_TS_RANGES", "MIN_CUT_GAP_MS", "insert_new_points", "new_points_i
 
 #: Most timestamp ranges one batch's anti-join reads (see `new_points_insert`).
 MAX_TS_RANGES = 8
-# {batch} is the batch itself when its keys are distinct, else its first row of each key.
+# {batch} is the batch itself when its keys are distinct, else its distinct rows.
 _INSERT_NEW = """INSERT INTO telemetry
     SELECT b.ts, b.device_id, b.property, b.kind, b.num, b.i64, b.txt
     FROM {batch} AS b
-    ANTI JOIN (SELECT ts, device_id, property FROM telemetry WHERE {ranges}) AS t
+    ANTI JOIN (SELECT * FROM telemetry WHERE {ranges}) AS t
       ON t.ts = b.ts AND t.device_id = b.device_id AND t.property = b.property
+        AND t.kind = b.kind AND t.num IS NOT DISTINCT FROM b.num
+        AND t.i64 IS NOT DISTINCT FROM b.i64 AND t.txt IS NOT DISTINCT FROM b.txt
     ORDER BY b.device_id"""
-_FIRST_OF_EACH_KEY = """(SELECT DISTINCT ON (device_id, property, ts) * FROM _qt_points
-          ORDER BY device_id, property, ts, seq)"""
+_DISTINCT_ROWS = "(SELECT DISTINCT * FROM _qt_points)"
 
 
 def _statements(batch: str) -> tuple[str, ...]:
@@ -50,8 +57,8 @@ def _statements(batch: str) -> tuple[str, ...]:
     )
 
 
-_INSERT_DISTINCT_BY_RANGES = _statements("_qt_points")
-_INSERT_FIRST_BY_RANGES = _statements(_FIRST_OF_EACH_KEY)
+_INSERT_AS_IS_BY_RANGES = _statements("_qt_points")
+_INSERT_DISTINCT_BY_RANGES = _statements(_DISTINCT_ROWS)
 #: A gap between a batch's timestamps narrower than this does not start a new range.
 MIN_CUT_GAP_MS = 10_000
 
@@ -87,21 +94,18 @@ def _keys_distinct(table: Any) -> bool:
     return bool(pc.count_distinct(mixed).as_py() == table.num_rows)
 
 
-def new_points_insert(table: Any) -> tuple[Any, str, dict[str, int]] | None:
-    """How to insert the `points_to_arrow` table `table` keeping one row per key: the table
-    to register as ``_qt_points`` (with arrival numbers ``seq`` when keys repeat in it), the
-    statement and its parameters; ``None`` for an empty table. The statement answers the
-    number of rows inserted."""
+def new_points_insert(table: Any) -> tuple[str, dict[str, int]] | None:
+    """How to insert the `points_to_arrow` table `table` (registered as ``_qt_points``)
+    without storing any point twice: the statement and its parameters; ``None`` for an
+    empty table. The statement answers the number of rows inserted."""
     if table.num_rows == 0:
         return None
     ranges = ts_ranges(table.column("ts"), MAX_TS_RANGES)
     params: dict[str, int] = {}
     for i, (lo, hi) in enumerate(ranges):
         params[f"lo{i}"], params[f"hi{i}"] = lo, hi
-    if _keys_distinct(table):
-        return table, _INSERT_DISTINCT_BY_RANGES[len(ranges) - 1], params
-    numbered = table.append_column("seq", pa.array(range(table.num_rows), pa.int64()))
-    return numbered, _INSERT_FIRST_BY_RANGES[len(ranges) - 1], params
+    statements = _INSERT_AS_IS_BY_RANGES if _keys_distinct(table) else _INSERT_DISTINCT_BY_RANGES
+    return statements[len(ranges) - 1], params
 
 
 def insert_new_points(cursor: Any, table: Any) -> int:
@@ -110,6 +114,6 @@ def insert_new_points(cursor: Any, table: Any) -> int:
     insert = new_points_insert(table)
     if insert is None:
         return 0
-    numbered, statement, params = insert
-    cursor.register("_qt_points", numbered)
+    statement, params = insert
+    cursor.register("_qt_points", table)
     return int(cursor.execute(statement, params).fetchall()[0][0])

@@ -19,8 +19,8 @@ write-ahead log, so a file-backed store keeps every written batch across a crash
 queued and not yet written - normally at most `flush_points` points or `flush_interval_s`
 of traffic, and never more than `max_pending_points` because ``append`` then waits for a
 flush - is lost if the process dies. An in-memory store loses everything when the process
-ends. Reads see written data only. A point whose (device, property, ts) is stored already
-is not written again (`duckdb_dedup`: the first write wins).
+ends. Reads see written data only. A point equal to a stored one (device, property, ts
+and value) is not written again (`duckdb_dedup`).
 """
 
 from __future__ import annotations
