@@ -11,7 +11,8 @@ A rule watches one product's devices (or one device). Its ``condition`` has a ``
 - ``rate``: ``{"kind": "rate", "property": "pressure", "per": "1s", "op": ">",
   "threshold": 0.5}`` compares the change between consecutive values per ``per``;
 - ``no_data``: ``{"kind": "no_data", "timeout": "30s"}`` holds while the device sent
-  nothing for ``timeout`` (measured by the engine's clock);
+  nothing for ``timeout`` (measured by the engine's clock, for devices it has heard from
+  since it started);
 - ``event``: ``{"kind": "event", "identifier": "overTemp"}`` or ``{"event_type": "alert"}``,
   optionally with an ``expression`` over the event's output and the device's state.
 
