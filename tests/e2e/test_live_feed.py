@@ -17,6 +17,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from qiantang.api.routers import live as live_router
 from qiantang.services.live_feed import LiveFeed
 from tests.conftest import Server, _start
 from tests.helpers.mqtt import Device
@@ -285,6 +286,19 @@ def test_unauthenticated_clients_are_refused(
     refused = closed_with(forged)
     assert refused.rcvd is not None and refused.rcvd.code == 4401
     assert refused.rcvd.reason.startswith("authentication failed")
+
+
+def test_a_revoked_key_ends_the_stream(
+    server: Server, tenants: tuple[Tenant, Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = tenants
+    monkeypatch.setattr(live_router, "RECHECK_S", 0.2)  # the server runs in this process
+    created = a.api.post("/api-keys", json={"name": "wall display"}).json()
+    ws = subscribe(server, created["token"], "device", a.devices[0]["id"])
+    assert a.api.delete(f"/api-keys/{created['id']}").status_code == 204
+    closed = closed_with(ws)
+    assert closed.rcvd is not None and closed.rcvd.code == 4401
+    assert "revoked" in closed.rcvd.reason
 
 
 def test_another_tenants_scope_is_not_found(server: Server, tenants: tuple[Tenant, Tenant]) -> None:
