@@ -195,9 +195,8 @@ def test_a_60_s_outage_loses_nothing_and_stores_nothing_twice(
         platform.start()
         last = taken[-1].seq
         until(lambda: _drained(config.outbox.path, last), 120, "the backlog drained")
-        counter.running.clear()
+        generated = loop.run(_stop_counting(counter))  # in the loop: no torn read of the count
         until(lambda: not _waiting(config.outbox.path, "CNT-1"), what="the last counts sent")
-        generated = counter.generated
         assert gateway.outbox is not None
         stats = gateway.outbox.stats_now()
     finally:
@@ -217,6 +216,12 @@ def test_a_60_s_outage_loses_nothing_and_stores_nothing_twice(
     check_arrived(taken, plant["ids"], points)
     counts = points[(cnt["id"], "count")]
     assert [counts[ts] for ts in sorted(counts)] == list(range(generated))
+
+
+async def _stop_counting(counter: CounterConnector) -> int:
+    """Stop the counter from its own loop and say how many values it emitted."""
+    counter.running.clear()
+    return counter.generated
 
 
 def _drained(path: Path, upto: int) -> bool:
