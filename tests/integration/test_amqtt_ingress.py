@@ -400,6 +400,30 @@ async def test_broker_side_publish_reaches_the_subscribed_client(
         await broker.ingress.publish(own("cnc-1"), b"x", qos=3)
 
 
+async def test_a_retained_publish_reaches_later_subscribers(
+    broker: Broker, platform: FakePlatform
+) -> None:
+    topic = own("cnc-1", "thing/service/property/set")
+    await broker.ingress.publish(topic, b'{"state":"on"}', qos=1, retain=True)
+    await broker.ingress.publish(own("cnc-2", "thing/service/x"), b"gone", qos=1)  # not kept
+    one, two = broker.device("cnc-1"), broker.device("cnc-2")
+    await one.connect()
+    await two.connect()
+    assert await one.subscribe(topic) == [1]
+    assert await two.subscribe(own("cnc-2", "thing/service/+")) == [1]
+    await eventually(lambda: len(one.received) == 1)
+    assert one.received[0][:2] == (topic, b'{"state":"on"}')
+    await broker.ingress.publish(topic, b"", qos=1, retain=True)  # clears the retained one
+    await eventually(lambda: len(one.received) == 2)
+    three = broker.device("cnc-1")
+    await three.connect()
+    assert await three.subscribe(topic) == [1]
+    await broker.ingress.publish(topic, b"live", qos=1)
+    await eventually(lambda: len(three.received) == 1)
+    assert three.received[0][1] == b"live"
+    assert two.received == []
+
+
 async def test_publish_to_reaches_only_that_connection(
     broker: Broker, platform: FakePlatform
 ) -> None:

@@ -153,9 +153,11 @@ class MqttIngress(Protocol):
         returning. Calling it again, or before `start`, does nothing."""
         ...
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         """Send `payload` to every client subscribed to `topic` (downlink, replies).
 
+        With `retain`, the broker also keeps it as the topic's retained message, delivered to
+        every later subscriber (an empty payload clears it, as in MQTT).
         Returns once the broker has queued the message; it does not wait for delivery.
         Raises `IngressError` when not running and `InvalidInput` for a topic with a wildcard
         or a QoS outside 0-2.

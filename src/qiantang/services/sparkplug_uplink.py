@@ -28,9 +28,9 @@ sessions, this module does the I/O around it.
 - **Rebirth.** A sequence gap, an unknown alias or data before birth makes the host publish
   NCMD ``Node Control/Rebirth`` (rate-limited per node by the host).
 - **STATE.** The host's ``spBv1.0/STATE/{host_id}`` birth (JSON, online true) is published
-  by `start` and pushed to every client that subscribes to it, which is what a retained
-  message would do for a host that shares the broker's process; `stop` publishes the death
-  (online false) before the broker closes. A crash takes the broker down with the host, and
+  retained (QoS 1) by `start`, so every node that subscribes later gets it from the broker;
+  `stop` publishes the death (online false, retained) before the broker closes - the will
+  of a host that shares the broker's process. A crash takes the broker down with the host, and
   every edge node learns of it from its own connection.
 - **Writes.** `route` makes Sparkplug devices reachable for `CommandService`: a property set
   or service call becomes one NCMD (the node) or DCMD writing the params as the birth's
@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, cast
 
@@ -119,7 +119,6 @@ class SparkplugUplink:
         self._where: dict[int, _Place] = {}  # device id -> where it is in spBv1.0
         self._names: dict[int, tuple[CompiledModel, dict[str, str]]] = {}
         self._state: tuple[Publish, Publish] | None = None  # (birth, will)
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- ACL -----------------------------------------------------------------------------
     def may_publish(self, identity: Identity, topic: str) -> bool:
@@ -132,13 +131,10 @@ class SparkplugUplink:
         return levels[2] in (_NODE_PUBLISH if len(levels) == 4 else _DEVICE_PUBLISH)
 
     def may_subscribe(self, identity: Identity, topic_filter: str) -> bool:
-        """The node's own NCMD/DCMD topics and the host's STATE (which is then pushed)."""
+        """The node's own NCMD/DCMD topics and the host's STATE (retained)."""
         levels = topic_filter.split("/")
         if len(levels) == 3 and levels[1] == "STATE":
-            if levels[2] not in (self.host.host_id, "+"):
-                return False
-            self._soon(self._push_state())
-            return True
+            return levels[2] in (self.host.host_id, "+")
         return (
             len(levels) in (4, 5)
             and levels[1] == identity.product_key
@@ -158,23 +154,13 @@ class SparkplugUplink:
         if self._state is not None:
             await self.send(self._state[1])
             self._state = None
-        for task in list(self._tasks):
-            task.cancel()
-
-    async def _push_state(self) -> None:
-        await asyncio.sleep(0.05)  # let the broker register the subscription first
-        if self._state is not None:
-            await self.send(self._state[0])
-
-    def _soon(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def send(self, message: Publish) -> None:
         """Publish a host message (STATE, NCMD, DCMD) through the broker."""
         if self.ingress is not None:
-            await self.ingress.publish(message.topic, message.payload, qos=message.qos)
+            await self.ingress.publish(
+                message.topic, message.payload, qos=message.qos, retain=message.retain
+            )
 
     # --- connections ---------------------------------------------------------------------
     async def connected(self, identity: Identity, client_id: str, up: bool) -> None:

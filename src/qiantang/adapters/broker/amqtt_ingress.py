@@ -254,12 +254,15 @@ class AmqttIngress:
             await running.handover.close()
         logger.info("MQTT ingress stopped")
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
-        """Queue `payload` for every client subscribed to `topic`."""
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        """Queue `payload` for every client subscribed to `topic` (and keep it as the topic's
+        retained message when `retain`)."""
         _check_topic(topic, qos)
         running = self._running
         if running is None or running.binding.context is None:
             raise IngressError("the MQTT ingress is not running")
+        if retain:
+            await running.binding.context.retain_message(topic, bytes(payload), qos)
         await running.binding.context.broadcast_message(topic, bytes(payload), qos)
 
     async def publish_to(self, client_id: str, topic: str, payload: bytes, qos: int = 0) -> bool:
