@@ -45,6 +45,7 @@ import paho.mqtt.client as mqtt
 from ingest import Row, StoredWatch, pct, slope, split, start_publishers, sum_results, wait_stored
 from ingest_mqtt import PubSpec
 from ingest_server import Fleet, Sampler, ServerHandle, register_fleet, start_server
+from live_feed import WsClients, WsResult, WsSpec
 
 from qiantang.protocols.alink_auth import make_credentials
 
@@ -231,6 +232,17 @@ async def watch_alarms(
     return latencies
 
 
+def live_watchers(server: ServerHandle, all_fleets: list[Fleet], count: int, seconds: float) -> Any:
+    """`count` WebSocket clients of the live feed, each watching one background device."""
+    url = server.api.replace("http", "ws", 1) + "/live"
+    watchers = []
+    for fleet in all_fleets:
+        ids = [d[0] for d in fleet.devices[: count - sum(len(w) for _, w in watchers)]]
+        if ids:
+            watchers.append((WsClients(WsSpec(url, fleet.token, ids, seconds + 60)), ids))
+    return [w for w, _ in watchers]
+
+
 def latency(args: argparse.Namespace, report: list[Row]) -> None:
     server = start_server()
     try:
@@ -239,8 +251,11 @@ def latency(args: argparse.Namespace, report: list[Row]) -> None:
             make_rules(server, fleet, args.rules // len(all_fleets), i)
         probe = probe_fleet(server)
         args.seconds = args.latency_seconds + 5
+        watchers = live_watchers(server, all_fleets, args.ws_clients, args.latency_seconds)
         specs = publishers(args, server.mqtt_port, all_fleets, args.rate_points / 2)
         workers, _, _, _ = start_publishers(specs)
+        for watcher_process in watchers:
+            watcher_process.start()
         workers.go.set()
         time.sleep(2.0)  # background load running
         run_probe(server, probe, args.probe_rate, 1.0)  # warm-up: device lookups, first alarm
@@ -258,7 +273,30 @@ def latency(args: argparse.Namespace, report: list[Row]) -> None:
         watcher.join(30)
         workers.results(60)
         workers.kill()
+        seen: list[WsResult] = [w.finish() for w in watchers]
         name = "latency (rules on, half load)"
+        if watchers:
+            ws_ms = [ms for r in seen for ms in r.latencies_ms]
+            report += [
+                Row(
+                    name,
+                    "WebSocket clients watching a device each",
+                    sum(r.connected for r in seen),
+                    "clients",
+                ),
+                Row(
+                    name,
+                    "  their telemetry frames / lag frames",
+                    sum(r.frames for r in seen),
+                    f"frames / {sum(r.lag_frames for r in seen)} lag",
+                ),
+                Row(
+                    name,
+                    "  their publish -> frame p99",
+                    pct(ws_ms, 0.99) if ws_ms else float("nan"),
+                    "ms",
+                ),
+            ]
         report += [
             Row(name, "probe messages sent (half raise, half clear)", sent, "msgs"),
             Row(name, "alarm raises received over the live feed", len(got), "alarms"),
@@ -291,6 +329,12 @@ def main() -> int:
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument("--latency-seconds", type=float, default=40)
     parser.add_argument("--probe-rate", type=float, default=20)
+    parser.add_argument(
+        "--ws-clients",
+        type=int,
+        default=0,
+        help="live-feed WebSocket clients, one background device each, during the latency phase",
+    )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--only-on", action="store_true", help="rules on only (profiling)")
     parser.add_argument("--rounds", type=int, default=2, help="off/on rounds, alternating")
