@@ -351,3 +351,61 @@ def test_gateway_rpc_error_reply_fails_the_call(rig: dict[str, Any]) -> None:
     )
     assert done["status"] == "failed" and "Method not found" in done["message"]
     g.close()
+
+
+def test_a_gateway_cannot_take_over_another_gateways_device(rig: dict[str, Any]) -> None:
+    """Announcing a device that is behind another gateway is refused, never re-linked."""
+    eng = rig["eng"]
+    provision = {"provision_product_id": rig["product"]["id"]}
+    gateways = [
+        eng.post(
+            "/devices",
+            json={"product_id": rig["gateway"]["product_id"], "device_name": f"TB-GW-T{i}"},
+        ).json()
+        for i in (1, 2)
+    ]
+    for gw in gateways:
+        assert eng.patch(f"/devices/{gw['id']}", json=provision).status_code == 200
+    owner, thief = (
+        TbClient(rig["port"], eng.post(f"/devices/{gw['id']}/access-token").json()["access_token"])
+        for gw in gateways
+    )
+    assert owner.ok and thief.ok
+    now = int(time.time() * 1000)
+
+    def post(client: TbClient, ts: int, value: float) -> None:
+        client.pub("v1/gateway/telemetry", {"Meter Z": [{"ts": ts, "values": {"setpoint": value}}]})
+
+    def stored() -> list[float]:
+        points = eng.get(
+            f"/devices/{meter['id']}/telemetry", params={"property": "setpoint"}
+        ).json()["points"]
+        return [p["value"] for p in points]
+
+    owner.pub("v1/gateway/connect", {"device": "Meter Z"})
+    meter = wait_for(
+        lambda: next(
+            (
+                d
+                for d in eng.get("/devices", params={"product_id": rig["product"]["id"]}).json()[
+                    "items"
+                ]
+                if d["device_name"] == "Meter Z"
+            ),
+            None,
+        )
+    )
+    post(owner, now, 11.0)
+    wait_for(lambda: stored() == [11.0])
+    post(thief, now + 1, 99.0)
+    wait_for(
+        lambda: any(
+            "Meter Z" in e["reason"]
+            for e in eng.get(f"/devices/{gateways[1]['id']}/message-log").json()["entries"]
+        )
+    )
+    post(owner, now + 2, 12.0)
+    wait_for(lambda: 12.0 in stored())
+    assert stored() == [11.0, 12.0]
+    owner.close()
+    thief.close()

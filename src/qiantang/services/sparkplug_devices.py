@@ -28,10 +28,9 @@ from qiantang.ports.ingress import Identity
 from qiantang.protocols.sparkplug_naming import metric_identifier, metric_names, property_json
 from qiantang.protocols.sparkplug_records import MetricDefinition
 from qiantang.registry.tables import Device, Product, Topology
-from qiantang.services.common import utcnow
 from qiantang.services.device_auth import DeviceContext
 from qiantang.services.devices import validate_device_name
-from qiantang.services.security import DeviceSecrets
+from qiantang.services.provisioning import provision_behind
 
 __all__ = ["SparkplugRegistry", "Target", "node_target"]
 
@@ -80,36 +79,11 @@ class SparkplugRegistry:
             return self._provision(db, node, name)
 
     def _provision(self, db: Session, node: Identity, name: str) -> Target | str:
-        gateway = db.get(Device, node.device_id)
-        product_id = gateway.provision_product_id if gateway is not None else None
-        product = db.get(Product, product_id) if product_id is not None else None
-        if product is None or product.enterprise_id != node.enterprise_id:
-            return f"device {name!r} is not behind this edge node and it provisions none"
-        device = db.scalar(
-            select(Device).where(Device.product_id == product.id, Device.device_name == name)
-        )
-        if device is None:
-            device = Device(
-                enterprise_id=product.enterprise_id,
-                product_id=product.id,
-                device_name=name,
-                identifier=f"{product.identifier}/{name}",
-                nickname=name,
-                secret_salt=DeviceSecrets.new_salt(),
-                enabled=True,
-                is_gateway=False,
-                created_at=utcnow(),
-            )
-            db.add(device)
-            db.flush()
-            log.info("edge node %s provisioned device %r", node.device_name, name)
-        else:
-            link = db.get(Topology, device.id)
-            if link is not None and link.gateway_id != node.device_id:
-                return f"device {name!r} is behind another gateway"
-        db.merge(Topology(sub_device_id=device.id, gateway_id=node.device_id, created_at=utcnow()))
+        found = provision_behind(db, node.device_id, name)
+        if isinstance(found, str):
+            return found
         db.commit()
-        return _target(device)
+        return _target(found[0])
 
     def extend_model(self, product_id: int, metrics: Sequence[MetricDefinition]) -> int:
         """Add a property for each metric of a birth the product's model lacks (control

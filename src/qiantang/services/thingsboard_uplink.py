@@ -25,10 +25,10 @@ from qiantang.protocols import thingsboard as tb
 from qiantang.protocols.alink import AlinkReply
 from qiantang.registry.tables import Device, Product, Topology
 from qiantang.services.commands import CallRequest, CommandService
-from qiantang.services.common import utcnow
 from qiantang.services.device_auth import DeviceContext
 from qiantang.services.gateway import SubDevice
 from qiantang.services.ingest import Accepted, IngestCore, Reading
+from qiantang.services.provisioning import provision_behind
 from qiantang.services.security import DeviceSecrets
 from qiantang.services.shadow import ShadowService
 from qiantang.services.telemetry_state import DeviceStates, LogEntry, MessageLog
@@ -322,37 +322,14 @@ class ThingsBoardUplink:
             ).first()
             if row is not None:
                 return _sub(row[0], row[1])
-            gw_row = db.get(Device, gateway.device_id)
-            product = (
-                db.get(Product, gw_row.provision_product_id)
-                if gw_row and gw_row.provision_product_id
-                else None
-            )
-            if product is None or len(name) > 64:
+            if len(name) > 64:
                 return None
-            device = db.scalar(
-                select(Device).where(Device.product_id == product.id, Device.device_name == name)
-            )
-            if device is None:
-                device = Device(
-                    enterprise_id=product.enterprise_id,
-                    product_id=product.id,
-                    device_name=name,
-                    identifier=f"{product.identifier}/{name}",
-                    nickname=name,
-                    secret_salt=DeviceSecrets.new_salt(),
-                    enabled=True,
-                    is_gateway=False,
-                    created_at=utcnow(),
-                )
-                db.add(device)
-                db.flush()
-                log.info("gateway %s provisioned device %r", gateway.device_name, name)
-            db.merge(
-                Topology(sub_device_id=device.id, gateway_id=gateway.device_id, created_at=utcnow())
-            )
+            found = provision_behind(db, gateway.device_id, name)
+            if isinstance(found, str):
+                log.info("gateway %s: %s", gateway.device_name, found)
+                return None
             db.commit()
-            return _sub(device, product)
+            return _sub(*found)
 
     def _log(
         self, message: InboundMessage, device_id: int, code: int, outcome: str, reason: str
