@@ -196,6 +196,13 @@ def test_sign_in_lands_on_the_overview_in_chinese(
     expect(node.locator(".node-name")).to_have_text("纺织行业平台")
     expect(node.locator("[data-figure=devices] b")).to_have_text("2")
     prov.wait_for_function("document.querySelectorAll('#chart-devices canvas').length > 0")
+    # the per-platform bars (home figures) add up to the province's tile
+    bars = prov.evaluate(
+        "echarts.getInstanceByDom(document.querySelector('#chart-devices'))"
+        ".getOption().series[0].data"
+    )
+    homes = [c["home"]["devices"] for c in indicators["children"]]
+    assert sum(bars) == indicators["devices"] == sum(homes) + indicators["own"]["home"]["devices"]
     assert prov.evaluate("sessionStorage.getItem('qiantang.token')")
     shoot(prov, "02-overview-zh")
 

@@ -193,6 +193,20 @@ def test_the_demo_seeds_runs_stops_cleanly_and_runs_again(tmp_path: Path) -> Non
 
         indicators = province.get("/platforms/1/indicators").json()
         assert indicators["devices"] == 21 and indicators["devices_online"] >= 2
+        # enterprises are members of an industry and a region platform at once, so the
+        # children's figures overlap; their home figures partition the province, at every node
+        members = sum(c["devices"] for c in indicators["children"])
+        assert members > indicators["devices"]
+
+        def home_sum(node: dict[str, Any], key: str) -> int:
+            return int(node["own"]["home"][key] + sum(c["home"][key] for c in node["children"]))
+
+        for key in ("enterprises", "products", "devices"):
+            assert home_sum(indicators, key) == indicators[key], key
+        for child in indicators["children"]:
+            below = province.get(f"/platforms/{child['platform_id']}/indicators").json()
+            for key in ("enterprises", "products", "devices"):
+                assert home_sum(below, key) == child["home"][key], (child["name"], key)
         assert "console:  http://127.0.0.1:" in demo.output()
         assert "haishu-viewer" in demo.output() and PASSWORD in demo.output()
 

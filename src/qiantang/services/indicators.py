@@ -4,6 +4,12 @@ A platform's figures cover its whole subtree, counting each enterprise once howe
 platforms of the subtree it belongs to (home or member); products and devices are those of
 the counted enterprises. `own` covers enterprises attached to the platform itself, and
 `children` gives the same figures for each direct sub-platform.
+
+Because an enterprise may belong to an industry and a region platform at once, the
+children's figures can add up to more than the total. The `home` figures count an
+enterprise only where its home platform is, so they partition the subtree: a platform's
+total equals its own home figures plus the sum of its children's home figures, whenever
+every counted enterprise has its home in the subtree (always so at the base).
 """
 
 from __future__ import annotations
@@ -41,16 +47,21 @@ class Indicators:
     platform_id: int
     total: Figures
     own: Figures
-    children: list[tuple[Platform, Figures]] = field(default_factory=list)
+    own_home: Figures
+    children: list[tuple[Platform, Figures, Figures]] = field(default_factory=list)
+    """Each direct child with its figures and its home figures."""
 
 
-def _figures(db: Session, platform_ids: object, below: object) -> Figures:
-    """Figures for enterprises attached to `platform_ids` (a select of platform ids);
-    `below` selects the platforms counted as sub-platforms."""
-    members = select(Membership.enterprise_id).where(Membership.platform_id.in_(platform_ids))  # type: ignore[arg-type]
-    enterprise_ids = select(Enterprise.id).where(
-        or_(Enterprise.home_platform_id.in_(platform_ids), Enterprise.id.in_(members))  # type: ignore[arg-type]
-    )
+def _figures(db: Session, platform_ids: object, below: object, *, members: bool = True) -> Figures:
+    """Figures for enterprises attached to `platform_ids` (a select of platform ids): at
+    home there, or (`members`) members of one of them; `below` selects the platforms
+    counted as sub-platforms."""
+    at_home = Enterprise.home_platform_id.in_(platform_ids)  # type: ignore[arg-type]
+    if members:
+        joined = select(Membership.enterprise_id).where(Membership.platform_id.in_(platform_ids))  # type: ignore[arg-type]
+        enterprise_ids = select(Enterprise.id).where(or_(at_home, Enterprise.id.in_(joined)))
+    else:
+        enterprise_ids = select(Enterprise.id).where(at_home)
     rows = db.execute(
         select(Platform.kind, func.count())
         .where(Platform.id.in_(below))  # type: ignore[arg-type]
@@ -105,11 +116,17 @@ def platform_indicators(db: Session, who: Principal, platform_id: int) -> Indica
         raise PermissionDenied("indicators are for the platform's operators and analysts")
     nothing = select(Platform.id).where(Platform.id == -1)
     total = _figures(db, _subtree(platform), _strictly_below(platform))
-    own = _figures(db, select(Platform.id).where(Platform.id == platform.id), nothing)
+    itself = select(Platform.id).where(Platform.id == platform.id)
+    own = _figures(db, itself, nothing)
+    own_home = _figures(db, itself, nothing, members=False)
     children = [
-        (child, _figures(db, _subtree(child), _strictly_below(child)))
+        (
+            child,
+            _figures(db, _subtree(child), _strictly_below(child)),
+            _figures(db, _subtree(child), _strictly_below(child), members=False),
+        )
         for child in db.scalars(
             select(Platform).where(Platform.parent_id == platform.id).order_by(Platform.id)
         )
     ]
-    return Indicators(platform.id, total, own, children)
+    return Indicators(platform.id, total, own, own_home, children)

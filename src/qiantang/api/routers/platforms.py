@@ -86,15 +86,28 @@ async def platform_indicators(
     platform_id: int, db: Db, who: Caller, rt: RuntimeDep
 ) -> dict[str, Any]:
     """Counts rolled up the subtree (platforms by kind, enterprises counted once, products,
-    devices, devices online, points timestamped today): total, own, and per direct child."""
+    devices, devices online, points timestamped today): total, own, and per direct child.
+
+    `own` and each child also carry `home`: the same figures for enterprises at home there
+    only. Home figures partition the subtree (see `qiantang.services.indicators`), so at the
+    base the total equals `own.home` plus the children's `home` figures."""
     result = await run_in_threadpool(ind.platform_indicators, db, who, platform_id)
     day = _day_start_ms(rt.settings.timezone)
     return {
         "platform_id": result.platform_id,
         **(await _figures(result.total, rt, day)),
-        "own": await _figures(result.own, rt, day),
+        "own": {
+            **(await _figures(result.own, rt, day)),
+            "home": await _figures(result.own_home, rt, day),
+        },
         "children": [
-            {"platform_id": p.id, "name": p.name, "kind": p.kind, **(await _figures(f, rt, day))}
-            for p, f in result.children
+            {
+                "platform_id": p.id,
+                "name": p.name,
+                "kind": p.kind,
+                **(await _figures(f, rt, day)),
+                "home": await _figures(home, rt, day),
+            }
+            for p, f, home in result.children
         ],
     }

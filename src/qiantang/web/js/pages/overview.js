@@ -145,9 +145,15 @@ export async function overviewPage() {
     if (!main || main.error) {
       return;
     }
-    // Each direct sub-platform, and the root's own enterprises: together they make the total.
-    const own = main.own.enterprises > 0 || main.children.length === 0;
-    const rows = [...main.children, ...(own ? [{ ...main.own, name: t("overview.own", { name: tops[0].name }) }] : [])];
+    // Each direct sub-platform's and the root's own enterprises *at home there* (the API's
+    // `home` figures): an enterprise belongs to one home, so the bars add up to the total
+    // even where enterprises are members of an industry and a region platform at once.
+    const home = (c) => ({ ...c, ...(c.home || {}), name: c.name });
+    const own = (main.own.home || main.own).enterprises > 0 || main.children.length === 0;
+    const rows = [
+      ...main.children.map(home),
+      ...(own ? [home({ ...main.own, name: t("overview.own", { name: tops[0].name }) })] : []),
+    ];
     const names = rows.map((c) => c.name);
     const drawn = [];
     drawn.push(barChart(devicesEl, names, [
