@@ -196,6 +196,11 @@ def test_a_60_s_outage_loses_nothing_and_stores_nothing_twice(
         last = taken[-1].seq
         until(lambda: _drained(config.outbox.path, last), 120, "the backlog drained")
         generated = loop.run(_stop_counting(counter))  # in the loop: no torn read of the count
+        # the last count may still be on its way into the outbox: wait for it at the platform
+        until(
+            lambda: _latest(plant, "cnt-1").get("count", {}).get("value") == generated - 1,
+            what="the last count at the platform",
+        )
         until(lambda: not _waiting(config.outbox.path, "CNT-1"), what="the last counts sent")
         assert gateway.outbox is not None
         stats = gateway.outbox.stats_now()
